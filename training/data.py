@@ -1,0 +1,97 @@
+"""Photos for training: any folder tree, random crop + flip, sampled by (step, slot) so a resumed run sees
+exactly the batches an uninterrupted one would."""
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+def find_images(root: str | Path) -> List[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"dataset folder {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTS and p.is_file())
+    if not files:
+        raise ValueError(f"dataset folder {root} holds no photos (.jpg, .png, .webp)")
+    return files
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Any mode (greyscale, palette, RGBA) -> RGB; RGBA is flattened on white."""
+    im = Image.open(path)
+    im.load()
+    if im.mode in ("RGBA", "LA", "P"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return im.convert("RGB")
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """HWC uint8 -> CHW float 0..255 (the transformer nets' input range)."""
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+
+
+class PhotoCrops(torch.utils.data.Dataset):
+    """Item ``(step, slot)`` -> one random crop; the photo and the crop are drawn from a seed of
+    (seed, step, slot), so data is a pure function of the step number."""
+
+    def __init__(self, root: str | Path, size: int = 256, seed: int = 0):
+        self.files = find_images(root)
+        self.size = size
+        self.seed = seed
+        self.bad: set[int] = set()
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, key):
+        step, slot = key
+        rng = random.Random(hash((self.seed, step, slot)) & 0xFFFFFFFF)
+        order = list(range(len(self.files)))
+        for _ in range(len(self.files)):
+            i = rng.choice(order)
+            try:
+                im = load_rgb(self.files[i])
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                if i not in self.bad:
+                    warnings.warn(f"skipping unreadable image {self.files[i]}: {e}")
+                self.bad.add(i)
+                continue
+            return to_tensor(self._crop(im, rng))
+        raise ValueError("no readable photos in the dataset")
+
+    def _crop(self, im: Image.Image, rng: random.Random) -> Image.Image:
+        s = self.size
+        w, h = im.size
+        # Scale the short side to between s and 1.5 s, then crop: varied stroke-to-object scales.
+        scale = s * rng.uniform(1.0, 1.5) / min(w, h)
+        im = im.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
+        w, h = im.size
+        x, y = rng.randint(0, w - s), rng.randint(0, h - s)
+        im = im.crop((x, y, x + s, y + s))
+        if rng.random() < 0.5:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        return im
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Yields the (step, slot) keys of each batch from ``start`` on; ``rank``/``world`` split slots for DDP."""
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.start, self.steps, self.bs, self.rank, self.world = start, steps, batch_size, rank, world
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            yield [(step, self.rank * self.bs + j) for j in range(self.bs)]
+
+    def __len__(self):
+        return max(0, self.steps - self.start)

@@ -1,0 +1,74 @@
+"""Perceptual losses as composable modules (content, Gram style, total variation), normalized as found here.
+
+Style per layer: ||G(out) - G(style)||^2 / ||G(style)||^2, averaged over layers, with G = F F^T / (h w).
+Content: ||F(out) - F(photo)||^2 / ||F(photo)||^2. The ratios make the weights portable across loss nets.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = f.shape
+    f = f.float().reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def _rel_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||a - b||^2 / ||b||^2, averaged over the batch."""
+    dims = tuple(range(1, a.dim()))
+    return ((a - b).pow(2).sum(dims) / b.pow(2).sum(dims).clamp_min(1e-8)).mean()
+
+
+class StyleLoss(nn.Module):
+    """Gram-matrix distance to fixed target Grams (one per loss-net layer)."""
+
+    def __init__(self, target_feats: Sequence[torch.Tensor]):
+        super().__init__()
+        for i, f in enumerate(target_feats):
+            self.register_buffer(f"g{i}", gram(f.detach()))
+        self.n = len(target_feats)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        losses = [_rel_sq(gram(f), getattr(self, f"g{i}").expand(f.shape[0], -1, -1)) for i, f in enumerate(feats)]
+        return torch.stack(losses).mean()
+
+
+class ContentLoss(nn.Module):
+    def forward(self, feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _rel_sq(feat.float(), target.float().detach())
+
+
+class TVLoss(nn.Module):
+    """Mean squared difference between neighbouring pixels (images in 0..1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+
+
+class PerceptualLoss(nn.Module):
+    """content_weight * content + style_weight * style + tv_weight * TV, on images in 0..1."""
+
+    def __init__(self, loss_net: nn.Module, style_image: torch.Tensor, content_weight: float = 1.0,
+                 style_weight: float = 10.0, tv_weight: float = 10.0):
+        super().__init__()
+        self.loss_net = loss_net
+        with torch.no_grad():
+            style_feats, _ = loss_net(style_image)
+        self.style = StyleLoss(style_feats)
+        self.content = ContentLoss()
+        self.tv = TVLoss()
+        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
+
+    def forward(self, output: torch.Tensor, photo: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out_style, out_content = self.loss_net(output)
+        with torch.no_grad():
+            _, photo_content = self.loss_net(photo)
+        parts = {"content": self.content(out_content, photo_content), "style": self.style(out_style),
+                 "tv": self.tv(output)}
+        parts["total"] = sum(self.weights[k] * parts[k] for k in ("content", "style", "tv"))
+        return parts

