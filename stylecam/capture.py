@@ -57,6 +57,12 @@ class Mailbox(Generic[T]):
             self._cond.notify_all()
             return True
 
+    def wait_empty(self, timeout: Optional[float] = None) -> bool:
+        """Block until the slot is free (True) or closed / timed out (False)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._full or self.closed, timeout)
+            return not self._full and not self.closed
+
     def get(self, timeout: Optional[float] = None) -> Optional[T]:
         """The item, or None on timeout or when closed and empty."""
         with self._cond:
@@ -229,19 +235,19 @@ class FrameSource:
         if self.status != "ended":
             self.status = "stopped"
 
-    def _deliver(self, image: np.ndarray, file_pos: int) -> bool:
+    def _deliver(self, image: np.ndarray, file_pos: int) -> None:
         now = self.clock()
         if self.kind == "file" and self.fps:
             t_media = self._media_offset + file_pos / self.fps
         else:
             t_media = now - self._t0
-        f = CapturedFrame(self.captured, image, now, t_media)
         self.captured += 1
-        if self.realtime:
-            self.box.put(f)
-            return True
-        while not self._stop.is_set():  # lossless: wait for the consumer, but stay stoppable
-            if self.box.put_wait(f, timeout=0.1):
+        self.box.put(CapturedFrame(self.captured - 1, image, now, t_media))
+
+    def _wait_for_consumer(self) -> bool:
+        """Lossless mode: read the next frame only once the last one was taken, so its latency is honest."""
+        while not self._stop.is_set():
+            if self.box.wait_empty(timeout=0.1):
                 return True
             if self.box.closed:
                 return False
@@ -255,6 +261,8 @@ class FrameSource:
         pos = 0  # frame number within the current pass over a file
         pending = self._first
         while not self._stop.is_set():
+            if not self.realtime and not self._wait_for_consumer():
+                break
             if pending is None:
                 ok, raw = self._cap.read() if self._cap is not None else (False, None)
                 if not ok or raw is None:
@@ -274,8 +282,7 @@ class FrameSource:
                 if delay > 0 and self._stop.wait(delay):
                     break
                 next_due = max(next_due + pace, self.clock() - pace)  # never burst to catch up
-            if not self._deliver(pending, pos):
-                break
+            self._deliver(pending, pos)
             pending = None
             pos += 1
         self.box.close()

@@ -3,6 +3,8 @@
 A ``Stylizer`` takes an RGB uint8 HxWx3 frame and returns one of exactly the same shape. The device path is
 chosen once: CUDA (TorchScript, fp16 with instance-norm statistics in fp32), then MPS, then the CPU path
 (fp32; bf16 only where the CPU computes it natively - elsewhere bf16 convolutions are ~10x slower).
+On the CPU the net runs through ``models.optimize``'s exact rewrite unless ``compute="eager"`` (or
+``STYLECAM_COMPUTE=eager``) asks for the plain module - the benchmark's reference path.
 """
 from __future__ import annotations
 
@@ -88,6 +90,19 @@ def _fp32_norms(model: nn.Module) -> nn.Module:
     return model
 
 
+COMPUTE_PATHS = ("auto", "eager", "optimized")
+
+
+def pick_compute(device: torch.device, compute: Optional[str]) -> str:
+    """``auto``/None -> $STYLECAM_COMPUTE, else ``optimized`` on the CPU and ``eager`` elsewhere."""
+    compute = compute or os.environ.get("STYLECAM_COMPUTE") or "auto"
+    if compute not in COMPUTE_PATHS:
+        raise StylecamError(f"unknown compute path {compute!r}; use {', '.join(COMPUTE_PATHS)}")
+    if compute == "auto":
+        return "optimized" if device.type == "cpu" else "eager"
+    return compute
+
+
 def padded_size(h: int, w: int, multiple: int) -> tuple[int, int]:
     up = lambda v: max(MIN_SIDE, -(-v // multiple) * multiple)  # noqa: E731
     return up(h), up(w)
@@ -118,9 +133,10 @@ class Stylizer:
 
     def __init__(self, model: nn.Module, info: StyleInfo, device: Optional[str] = None,
                  precision: Optional[str] = None, strength: float = 1.0, preserve_colors: bool = False,
-                 scale: float = 1.0):
+                 scale: float = 1.0, compute: Optional[str] = None):
         self.device = pick_device(device)
         self.precision = pick_precision(self.device, precision)
+        self.compute = pick_compute(self.device, compute)
         self.info = info
         self.multiple = getattr(model, "size_multiple", 4)
         self.strength = strength
@@ -138,6 +154,10 @@ class Stylizer:
             model = torch.jit.script(model) if _scriptable(model) else model
         elif self.device.type == "cpu":
             torch.set_flush_denormal(True)
+            if self.compute == "optimized":
+                from .models.optimize import optimize_for_cpu
+
+                model = optimize_for_cpu(model)
         return model
 
     @property
@@ -192,7 +212,8 @@ def _scriptable(model: nn.Module) -> bool:
 
 
 def load(style: Union[str, os.PathLike], device: Optional[str] = None, precision: Optional[str] = None,
-         strength: float = 1.0, preserve_colors: bool = False, scale: float = 1.0) -> Stylizer:
+         strength: float = 1.0, preserve_colors: bool = False, scale: float = 1.0,
+         compute: Optional[str] = None) -> Stylizer:
     """A style name from ``weights/`` (``"gogh"``) or a weights file path -> a ready ``Stylizer``."""
     if not 0.0 <= strength <= 1.0:
         raise StylecamError(f"strength must be between 0 and 1, got {strength}")
@@ -200,4 +221,4 @@ def load(style: Union[str, os.PathLike], device: Optional[str] = None, precision
         raise StylecamError(f"scale must be between 0.05 and 4, got {scale}")
     model, info = weights_io.load(style)
     return Stylizer(model, info, device=device, precision=precision, strength=strength,
-                    preserve_colors=preserve_colors, scale=scale)
+                    preserve_colors=preserve_colors, scale=scale, compute=compute)

@@ -42,7 +42,8 @@ class FlowEstimator:
 _GRIDS: Dict[Tuple[int, int], np.ndarray] = {}
 
 
-def _grid(h: int, w: int) -> np.ndarray:
+def grid(h: int, w: int) -> np.ndarray:
+    """HxWx2 pixel coordinates (x, y), cached per size: remap wants absolute positions."""
     g = _GRIDS.get((h, w))
     if g is None:
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
@@ -53,7 +54,7 @@ def _grid(h: int, w: int) -> np.ndarray:
 def warp(img: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Sample ``img`` at ``x + flow(x)``; outside the frame the border is replicated (and masked by callers)."""
     h, w = flow.shape[:2]
-    m = _grid(h, w) + flow
+    m = grid(h, w) + flow
     return cv2.remap(img, m, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -65,7 +66,7 @@ def consistent(back: np.ndarray, fwd: np.ndarray, slack: float = 0.5) -> np.ndar
     falls outside the previous frame are dropped too. Returns a bool HxW mask of reliable pixels.
     """
     h, w = back.shape[:2]
-    m = _grid(h, w) + back
+    m = grid(h, w) + back
     fw = cv2.remap(fwd, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     s = back + fw
     err = s[..., 0] ** 2 + s[..., 1] ** 2
@@ -95,32 +96,24 @@ def thumbnail(g: np.ndarray, side: int = CUT_SIDE) -> np.ndarray:
     return cv2.resize(g, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def _hist(t: np.ndarray) -> np.ndarray:
-    h = cv2.calcHist([t], [0], None, [32], [0, 256])
-    return h / max(1.0, float(h.sum()))
-
-
 def cut_score(prev_thumb: np.ndarray, cur_thumb: np.ndarray) -> float:
-    """How unlike two grey thumbnails are, 0..1: the smaller of the intensity-histogram distance and the
-    shift-tolerant pixel difference. A cut changes both; a pan keeps the histogram, a flash keeps the layout
-    (after normalising brightness), so only a real cut scores high on both."""
-    hd = float(cv2.compareHist(_hist(prev_thumb), _hist(cur_thumb), cv2.HISTCMP_BHATTACHARYYA))
+    """How unlike two grey thumbnails are: mean absolute difference of the contrast-normalised thumbnails,
+    the best over shifts of up to 2 thumbnail pixels. Normalising makes a brightness change cheap, the shifts
+    make a pan or shake cheap; on the real clips cuts score 0.75-1.06, the worst motion blur 0.51."""
     a = prev_thumb.astype(np.float32)
     b = cur_thumb.astype(np.float32)
     a = (a - a.mean()) / (a.std() + 8.0)
     b = (b - b.mean()) / (b.std() + 8.0)
-    # best of small shifts: motion of a few thumbnail pixels is not a cut
     best = np.inf
     for dy in (-2, 0, 2):
         for dx in (-2, 0, 2):
             sa = a[max(0, dy):a.shape[0] + min(0, dy), max(0, dx):a.shape[1] + min(0, dx)]
             sb = b[max(0, -dy):b.shape[0] + min(0, -dy), max(0, -dx):b.shape[1] + min(0, -dx)]
             best = min(best, float(np.mean(np.abs(sa - sb))))
-    pd = min(1.0, best / 1.2)
-    return min(hd, pd)
+    return best
 
 
-CUT_THRESHOLD = 0.35
+CUT_THRESHOLD = 0.62
 
 
 def is_cut(prev_thumb: np.ndarray, cur_thumb: np.ndarray, threshold: float = CUT_THRESHOLD) -> bool:

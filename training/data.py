@@ -9,9 +9,11 @@ from typing import List
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+#: what a broken, truncated or hostile image file raises in PIL (UnidentifiedImageError is an OSError)
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def find_images(root: str | Path) -> List[Path]:
@@ -61,7 +63,7 @@ class PhotoCrops(torch.utils.data.Dataset):
             i = rng.choice(order)
             try:
                 im = load_rgb(self.files[i])
-            except (OSError, UnidentifiedImageError, ValueError) as e:
+            except UNREADABLE as e:
                 if i not in self.bad:
                     warnings.warn(f"skipping unreadable image {self.files[i]}: {e}")
                 self.bad.add(i)

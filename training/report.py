@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import load_rgb, to_tensor
+from .data import UNREADABLE, load_rgb, to_tensor
 
 
 def plot_losses(csv_path: Path, png_path: Path, title: str = "") -> None:
@@ -53,12 +53,17 @@ def preview_grid(model: torch.nn.Module, photos: Sequence[Path], out: Path, size
     model.eval()
     tiles = []
     for p in photos:
-        im = load_rgb(p)
+        try:
+            im = load_rgb(p)
+        except UNREADABLE:  # the trainer already warned; a preview is no reason to stop training
+            continue
         s = size / min(im.size)
         im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.BICUBIC)
         im = im.crop((0, 0, size, size))
         tiles.append((im, stylize_pil(model, im)))
     model.train(was_training)
+    if not tiles:
+        return
     grid = Image.new("RGB", (size * len(tiles), size * 2))
     for i, (a, b) in enumerate(tiles):
         grid.paste(a, (i * size, 0))

@@ -67,22 +67,25 @@ class Up(nn.Module):
 @register("fast")
 class FastNet(nn.Module):
     def __init__(self, channels=(16, 32, 64), n_res: int = 5, stem_kernel: int = 5, separable_up: bool = True,
-                 out_kernel: int = 3):
+                 out_kernel: int = 3, n_down: int = 2):
         super().__init__()
+        if n_down not in (2, 3):
+            raise ValueError(f"n_down must be 2 or 3, got {n_down}")
         c1, c2, c3 = channels
         self.config = {"channels": [c1, c2, c3], "n_res": n_res, "stem_kernel": stem_kernel,
-                       "separable_up": separable_up, "out_kernel": out_kernel}
-        self.size_multiple = 8
+                       "separable_up": separable_up, "out_kernel": out_kernel, "n_down": n_down}
+        self.size_multiple = 2 ** n_down
         self.down1 = Conv(3, c1, stem_kernel, stride=2)
         self.in1 = _norm(c1)
         self.down2 = Conv(c1, c2, 3, stride=2)
         self.in2 = _norm(c2)
-        self.down3 = Conv(c2, c3, 3, stride=2)
+        # With two downsamplings the third conv keeps the 1/4 grid: more detail for the content to survive.
+        self.down3 = Conv(c2, c3, 3, stride=2 if n_down == 3 else 1)
         self.in3 = _norm(c3)
         self.res = nn.Sequential(*[SepResBlock(c3) for _ in range(n_res)])
         self.up1 = Up(c3, c2, separable_up)
         self.up2 = Up(c2, c1, separable_up)
-        self.up3 = Up(c1, c1, separable_up)
+        self.up3 = Up(c1, c1, separable_up) if n_down == 3 else nn.Identity()
         self.out = Conv(c1, 3, out_kernel)
 
     def forward(self, x):

@@ -1,0 +1,49 @@
+"""`stylecam bench` runs end to end and its JSON has what machines read (no timing assertions)."""
+from __future__ import annotations
+
+import json
+
+from stylecam import cli
+
+
+def _run_json(capsys, *argv) -> dict:
+    assert cli.main(["bench", *argv, "--json", "--threads", "1"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_quick_json(capsys):
+    res = _run_json(capsys, "--quick")
+    assert {"system", "reference", "weights", "clip", "network", "pipeline"} <= set(res)
+    assert {"device", "cpu", "cpu_flags", "torch_threads", "torch", "opencv"} <= set(res["system"])
+    rows = {(r["arch"], r["compute"]) for r in res["network"]}
+    assert ("johnson", "reference") in rows and ("johnson", "optimized") in rows and ("fast", "optimized") in rows
+    for r in res["network"]:
+        assert {"size", "n", "median_ms", "p90_ms", "fps", "speedup_vs_reference", "max_abs_diff"} <= set(r)
+        assert r["median_ms"] > 0
+        if r["max_abs_diff"] is not None:
+            assert r["max_abs_diff"] <= 2.0
+    ref = [r for r in res["network"] if (r["arch"], r["compute"]) == ("johnson", "reference")]
+    assert ref[0]["speedup_vs_reference"] == 1.0
+    for p in res["pipeline"]:
+        assert {"fps", "latency_ms_median", "latency_ms_p90", "dropped", "frames", "scale"} <= set(p)
+        assert p["frames"] >= 1
+
+
+def test_bench_table_and_style(capsys, styles_env):
+    assert cli.main(["bench", "--quick", "--archs", "fast", "--style", "tfast", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "reference" in out and "speedup" in out and "tfast" in out and "random init" in out
+
+
+def test_bench_soak_reports_memory(capsys):
+    res = _run_json(capsys, "--soak", "0.05", "--sizes", "64x48", "--archs", "fast")
+    assert {"start", "end", "peak"} <= set(res["rss_mb"]) and res["rss_mb"]["peak"] >= res["rss_mb"]["start"] > 0
+
+
+def test_bench_flicker_dispatch_or_clear_error(capsys, monkeypatch):
+    import stylecam.flicker as flicker
+
+    seen = {}
+    monkeypatch.setattr(flicker, "bench_flicker", lambda args: seen.setdefault("clips", args.flicker) and 0)
+    assert cli.main(["bench", "--flicker", "clip.mp4"]) == 0
+    assert seen["clips"] == ["clip.mp4"]

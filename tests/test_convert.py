@@ -1,0 +1,221 @@
+"""`stylecam convert` end to end with real weights, ffmpeg and Pillow: what survives, what is refused."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import stylecam
+from stylecam import cli, videoio
+from stylecam.convert import convert
+
+from test_videoio import lavfi_video
+
+ROOT = Path(__file__).resolve().parent.parent
+DURATIONS = [40, 100, 70]
+
+
+def make_gif(path: Path, size=(64, 48)) -> tuple[Path, list[np.ndarray]]:
+    """Three frames, 40/100/70 ms, loop 3, a transparent square that moves (alpha per frame)."""
+    w, h = size
+    frames, alphas = [], []
+    for i in range(len(DURATIONS)):
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None]
+        rgb[..., 1] = 60 * i
+        rgb[..., 2] = np.linspace(255, 0, h, dtype=np.uint8)[:, None]
+        alpha = np.full((h, w), 255, np.uint8)
+        alpha[4 + 6 * i:20 + 6 * i, 5:25] = 0
+        frames.append(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+        alphas.append(alpha)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=3, disposal=2)
+    return path, alphas
+
+
+def gif_meta(path: Path):
+    with Image.open(path) as im:
+        loop = im.info.get("loop")
+        durations, alphas, rgbs = [], [], []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info.get("duration"))
+            rgba = np.asarray(im.convert("RGBA"))
+            alphas.append(rgba[..., 3].copy())
+            rgbs.append(rgba[..., :3].copy())
+    return loop, durations, alphas, rgbs
+
+
+def ffmpeg_info(path: Path) -> str:
+    return subprocess.run([videoio.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                          text=True).stderr
+
+
+def count_frames(path: Path) -> int:
+    out = subprocess.run([videoio.ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                          "-f", "null", "-"], capture_output=True, text=True).stderr
+    return int(re.findall(r"frame=\s*(\d+)", out)[-1])
+
+
+def stylecam_cli(*args: str) -> int:
+    return cli.main(["convert", *args, "-q"])
+
+
+def only_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# -- what survives ---------------------------------------------------------------------------------------------
+def test_gif_keeps_durations_loop_and_transparency(styles_env, tmp_path):
+    src, alphas = make_gif(tmp_path / "in.gif")
+    out = tmp_path / "out.gif"
+    assert stylecam_cli(str(src), str(out), "--style", "tfast") == 0
+    loop, durations, out_alphas, out_rgbs = gif_meta(out)
+    assert (loop, durations) == (3, DURATIONS)
+    for a, b in zip(alphas, out_alphas):
+        assert np.array_equal(a == 0, b == 0)
+    _, _, _, in_rgbs = gif_meta(src)
+    opaque = alphas[0] == 255
+    assert np.abs(out_rgbs[0].astype(int) - in_rgbs[0].astype(int))[opaque].mean() > 20  # really painted
+    assert only_files(tmp_path) == ["in.gif", "out.gif"]
+
+
+def test_video_keeps_size_fps_frames_and_audio(styles_env, data_dir, tmp_path):
+    src = data_dir / "clips" / "openpose_street_pedestrians.avi"
+    out = tmp_path / "out.mp4"
+    stylizer = stylecam.load("tfast", scale=0.05)  # tiny net input keeps this fast; the output is full size
+    convert(src, out, stylizer, progress=False)
+    info, src_info = videoio.probe(out), videoio.probe(src)
+    assert (info.width, info.height) == (src_info.width, src_info.height) == (1280, 720)
+    assert info.fps == src_info.fps == 50
+    assert count_frames(out) == count_frames(src)
+    assert re.search(r"Stream #\d+:\d+.*Audio: aac", ffmpeg_info(out))
+    assert only_files(tmp_path) == ["out.mp4"]
+
+
+def test_video_to_gif_and_gif_to_video(styles_env, tmp_path):
+    video = lavfi_video(tmp_path / "clip.mp4", size="64x48", rate=25, seconds=0.4)
+    stylizer = stylecam.load("tfast")
+    convert(video, tmp_path / "clip.gif", stylizer, progress=False, stability=0.5)  # through the stabilizer too
+    loop, durations, alphas, _ = gif_meta(tmp_path / "clip.gif")
+    assert (loop, durations) == (0, [40] * 10)
+    assert all(a.min() == 255 for a in alphas)
+
+    gif, _ = make_gif(tmp_path / "anim.gif")
+    convert(gif, tmp_path / "anim.mp4", stylizer, progress=False)
+    info = videoio.probe(tmp_path / "anim.mp4")
+    assert (info.width, info.height, info.fps) == (64, 48, 50)  # 10 ms steps capped at 50 fps
+    assert count_frames(tmp_path / "anim.mp4") == round(sum(DURATIONS) * 50 / 1000)  # 210 ms at 50 fps
+
+
+def test_image_to_image_keeps_size_and_alpha(styles_env, tmp_path):
+    rgba = np.zeros((37, 51, 4), np.uint8)
+    rgba[..., :3] = 90
+    rgba[..., 3] = 255
+    rgba[:10, :10, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "b.jpg")
+    assert stylecam_cli(str(tmp_path / "a.png"), str(tmp_path / "a_out.png"), "--style", "tfast") == 0
+    assert stylecam_cli(str(tmp_path / "b.jpg"), str(tmp_path / "b_out.webp"), "--style", "tclassic") == 0
+    with Image.open(tmp_path / "a_out.png") as im:
+        assert im.size == (51, 37) and im.mode == "RGBA"
+        assert np.array_equal(np.asarray(im)[..., 3], rgba[..., 3])
+    with Image.open(tmp_path / "b_out.webp") as im:
+        assert im.size == (51, 37)
+
+
+def test_folder_to_folder(styles_env, tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(src / "one.png")
+    Image.new("RGB", (33, 21), (200, 10, 30)).save(src / "two.jpg")
+    (src / "notes.txt").write_text("not an image")
+    dst = tmp_path / "painted"
+    assert stylecam_cli(str(src), str(dst), "--style", "tfast") == 0
+    assert only_files(dst) == ["one.png", "two.jpg"]
+    with Image.open(dst / "two.jpg") as im:
+        assert im.size == (33, 21)
+    assert only_files(tmp_path) == ["painted", "photos"]
+
+
+# -- what is refused -------------------------------------------------------------------------------------------
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    gif, _ = make_gif(tmp / "ok.gif")
+    (tmp / "empty.gif").write_bytes(b"")
+    (tmp / "text.mp4").write_text("hello, I am not a video\n" * 20)
+    full = lavfi_video(tmp / "full.mp4", size="96x64", seconds=2)
+    data = full.read_bytes()
+    (tmp / "cut.mp4").write_bytes(data[: len(data) // 2])  # faststart: header intact, frames missing
+    full.unlink()
+    (tmp / "link.gif").symlink_to(gif)
+    return {
+        "missing": ([str(tmp / "nope.gif"), str(tmp / "o.gif")], "does not exist"),
+        "empty": ([str(tmp / "empty.gif"), str(tmp / "o.gif")], "empty"),
+        "text as mp4": ([str(tmp / "text.mp4"), str(tmp / "o.mp4")], "not an image, GIF or video"),
+        "truncated": ([str(tmp / "cut.mp4"), str(tmp / "o.mp4")], "truncated"),
+        "same path": ([str(gif), str(tmp / "sub" / ".." / "ok.gif")], "is the input itself"),
+        "same via symlink": ([str(gif), str(tmp / "link.gif")], "is the input itself"),
+        "unsupported output": ([str(gif), str(tmp / "o.avi")], "unsupported output type"),
+        "no output folder": ([str(gif), str(tmp / "nowhere" / "o.gif")], "does not exist; create it"),
+        "animation as still image": ([str(gif), str(tmp / "o.png")], "write a .gif or .mp4"),
+        "unknown style": ([str(gif), str(tmp / "o.gif"), "--style", "no_such_style"], "unknown style"),
+    }
+
+
+def test_bad_inputs_one_line_each_and_no_output(styles_env, tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    cases = _bad_inputs(tmp_path)
+    before = only_files(tmp_path)
+    for name, (args, expected) in cases.items():
+        if "--style" not in args:
+            args = args + ["--style", "tfast"]
+        rc = stylecam_cli(*args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2, name
+        assert len(err) == 1 and err[0].startswith("stylecam: error: ") and expected in err[0], (name, err)
+    assert only_files(tmp_path) == before  # nothing written, no temporary files
+    assert (tmp_path / "ok.gif").stat().st_size > 0
+
+
+def run_cli(*args: str, env: dict, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stylecam", "convert", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.parametrize("case", ["text as mp4", "unknown style"])
+def test_real_cli_bad_input(styles_env, tmp_path, case):
+    (tmp_path / "sub").mkdir()
+    args, expected = _bad_inputs(tmp_path)[case]
+    before = only_files(tmp_path)
+    if "--style" not in args:
+        args = args + ["--style", "tfast"]
+    p = run_cli(*args, env=dict(os.environ))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stylecam: error: ") and expected in lines[0]
+    assert only_files(tmp_path) == before
+
+
+def test_ctrl_c_leaves_no_partial_file(styles_env, tmp_path):
+    src = lavfi_video(tmp_path / "long.mp4", size="320x240", rate=25, seconds=20)
+    out = tmp_path / "out.mp4"
+    p = run_cli(str(src), str(out), "--style", "tclassic", env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".out.mp4.*")):
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.mp4.*")), "conversion never started writing"
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert only_files(tmp_path) == ["long.mp4"]

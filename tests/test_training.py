@@ -1,0 +1,356 @@
+"""The trainer end to end on a handful of tiny photos: weights out, resume == uninterrupted, Ctrl-C, DDP on gloo,
+both loss networks' real loading paths, and the user mistakes the CLI must explain in one line."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stylecam
+from stylecam import models
+from training import train as trainer
+from training.data import PhotoCrops, StepBatches, load_rgb
+from training.lossnets import VGG16, EfficientNetLite0, default_lite0_path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / ".venv" / "bin" / "python"
+STYLECAM = ROOT / ".venv" / "bin" / "stylecam"
+LOSS_KEYS = ("content", "style", "tv", "total", "lr")
+# One thread: the CPU is shared, and OpenMP's spinning threads make 2-thread runs ~10x slower under load.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, data_dir) -> Path:
+    """Six real photos at 96 px: the trainer's whole pipeline at a fraction of the cost."""
+    d = tmp_path_factory.mktemp("photos")
+    for p in sorted((data_dir / "content").glob("*.jpg"))[:6]:
+        im = Image.open(p)
+        im.thumbnail((96, 96))
+        im.save(d / p.name, quality=95)
+    return d
+
+
+@pytest.fixture(scope="module")
+def style(tmp_path_factory, data_dir) -> Path:
+    """The Starry Night, small; the file keeps its name so the credit lookup still finds it."""
+    p = tmp_path_factory.mktemp("style") / "starry_night.jpg"
+    im = Image.open(data_dir / "styles" / "starry_night.jpg")
+    im.thumbnail((128, 128))
+    im.save(p, quality=95)
+    return p
+
+
+def tiny_args(style: Path, photos: Path, out: Path, run_dir: Path, steps: int = 3, *extra: str) -> list[str]:
+    return ["--style-image", str(style), "--dataset", str(photos), "--out", str(out), "--run-dir", str(run_dir),
+            "--image-size", "64", "--style-size", "64", "--batch-size", "2", "--steps", str(steps),
+            "--holdout", "1", "--preview-every", "0", "--workers", "0", *extra]
+
+
+def read_losses(run_dir: Path) -> list[dict]:
+    with open(run_dir / "loss.csv") as f:
+        return [{k: float(r[k]) for k in ("step", *LOSS_KEYS)} for r in csv.DictReader(f)]
+
+
+def state_dict(path: Path) -> dict:
+    from safetensors.torch import load_file
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+# -- a few steps -> a real weights file --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch, config", [("fast", {}), ("johnson", {"channels": [8, 16, 32], "n_res": 2})])
+def test_training_writes_loadable_weights_with_provenance(tmp_path, photos, style, arch, config):
+    args = tiny_args(style, photos, tmp_path / "mystyle", tmp_path / "run", 3, "--arch", arch, "--lr", "1e-2",
+                     "--arch-config", json.dumps(config))
+    untrained = trainer.Run(trainer.resolve_config(args)).model.eval()
+
+    assert trainer.main(args) == 0
+    out = tmp_path / "mystyle.safetensors"
+    stylizer = stylecam.load(out)
+    info = stylizer.info
+    assert info.arch == arch and info.name == "mystyle"
+    assert info.credit == {"title": "The Starry Night", "artist": "Vincent van Gogh", "year": "1889"}
+    assert info.training["steps"] == 3 and info.training["loss_net"] == "efficientnet-lite0"
+    assert info.training["data"] and info.training["train_photos"] == 5  # 6 photos, 1 held out for previews
+    assert info.recipe["arch"] == arch and info.recipe["arch_config"] == config
+    assert info.recipe["image_size"] == 64 and info.recipe["seed"] == 42 and info.recipe["steps"] == 3
+    for key in ("content", "style", "tv", "total"):
+        assert np.isfinite(info.training["final_losses"][key])
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert list((tmp_path / "run" / "previews").glob("step*.png"))
+
+    frame = np.array(load_rgb(sorted(photos.iterdir())[0]).resize((64, 64)))
+    assert stylizer(frame).shape == frame.shape
+    # The file stores fp16: training must move the output by far more than that rounding does.
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    rounded = copy.deepcopy(untrained)
+    for p in rounded.parameters():
+        p.data = p.data.half().float()
+    trained_out = stylizer.stylize_tensor(x)
+    untrained_out = stylecam.Stylizer(untrained, info, device="cpu").stylize_tensor(x)
+    rounding = (stylecam.Stylizer(rounded, info, device="cpu").stylize_tensor(x) - untrained_out).abs().mean()
+    change = (trained_out - untrained_out).abs().mean()
+    assert change > 0.2 and change > 20 * rounding, (change, rounding)  # 0..255 scale
+
+
+def test_arch_config_flag_rejects_bad_json(tmp_path, photos, style, capsys):
+    with pytest.raises(SystemExit) as e:
+        trainer.main(tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1, "--arch-config", "[16, 32]"))
+    assert e.value.code == 2 and "--arch-config: must be a JSON object" in capsys.readouterr().err
+    assert trainer.main(tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1, "--arch-config",
+                                  '{"no_such_option": 1}')) == 2
+    assert "does not fit 'fast'" in capsys.readouterr().err
+
+
+# -- resume == uninterrupted -----------------------------------------------------------------------------------
+
+def test_resume_follows_the_uninterrupted_run(tmp_path, photos, style, monkeypatch, capsys):
+    n, k = 6, 3
+    assert trainer.main(tiny_args(style, photos, tmp_path / "a", tmp_path / "run_a", n)) == 0
+
+    # Interrupt the second run with a real SIGINT right after step k: it must stop at that step boundary.
+    log = trainer.Run.log
+
+    def log_then_sigint(self, row):
+        log(self, row)
+        if row["step"] == k and not self.cfg["resume"]:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.Run, "log", log_then_sigint)
+    args_b = tiny_args(style, photos, tmp_path / "b", tmp_path / "run_b", n)
+    assert trainer.main(args_b) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted at step {k}/{n}" in err and "--resume" in err
+    assert torch.load(tmp_path / "run_b" / "checkpoint.pt", weights_only=True)["step"] == k
+    assert not (tmp_path / "b.safetensors").exists()
+    assert trainer.main(args_b + ["--resume"]) == 0
+    assert f"resuming b at step {k}/{n}" in capsys.readouterr().err
+
+    a, b = read_losses(tmp_path / "run_a"), read_losses(tmp_path / "run_b")
+    assert [r["step"] for r in b] == list(range(1, n + 1))
+    for ra, rb in zip(a, b):
+        for key in LOSS_KEYS:
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-12), (ra["step"], key)
+    wa, wb = state_dict(tmp_path / "a.safetensors"), state_dict(tmp_path / "b.safetensors")
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path, photos, style):
+    """A terminal's Ctrl-C reaches the whole process group, data-loader worker included."""
+    run_dir = tmp_path / "run"
+    args = tiny_args(style, photos, tmp_path / "w", run_dir, 100_000, "--workers", "1",
+                     "--checkpoint-every", "100000")
+    proc = subprocess.Popen([str(STYLECAM), "train", *args], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (run_dir / "loss.csv").is_file() or len((run_dir / "loss.csv").read_text().splitlines()) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no training step within 90 s"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert step >= 2
+    assert f"interrupted at step {step}/100000; checkpoint saved in {run_dir / 'checkpoint.pt'}" in err
+    assert "continue with: stylecam train --style-image" in err and err.rstrip().endswith("--resume")
+    assert "Traceback" not in err and "exited unexpectedly" not in err
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+# -- DDP --------------------------------------------------------------------------------------------------------
+
+def test_ddp_slots_are_disjoint_per_rank():
+    r0 = next(iter(StepBatches(5, 10, 2, rank=0, world=2)))
+    r1 = next(iter(StepBatches(5, 10, 2, rank=1, world=2)))
+    single = next(iter(StepBatches(5, 10, 4)))
+    assert r0 + r1 == single == [(5, 0), (5, 1), (5, 2), (5, 3)]
+
+
+@pytest.mark.slow  # torchrun + 2 ranks importing torch: ~30 s idle, minutes on this shared CPU
+def test_ddp_two_processes_on_gloo_train_like_one_with_the_whole_batch(tmp_path, photos, style):
+    """2 ranks x batch 2 average their gradients: the same model as 1 process x batch 4. Checkpoints and
+    previews every step exercise rank-0-only code while rank 1 waits in the next all-reduce."""
+    steps = 3
+    ddp_args = tiny_args(style, photos, tmp_path / "ddp", tmp_path / "run_ddp", steps, "--checkpoint-every", "1",
+                         "--preview-every", "1")
+    cmd = [str(PY), "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "training.train", *ddp_args]
+    res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, info = stylecam.weights.load(tmp_path / "ddp.safetensors")
+    assert info.training["world_size"] == 2 and info.training["steps"] == steps
+    assert len(read_losses(tmp_path / "run_ddp")) == steps  # rank 0 alone writes the log
+    assert len(list((tmp_path / "run_ddp" / "previews").glob("*.png"))) == steps  # the final preview rewrites step 3
+
+    single = tiny_args(style, photos, tmp_path / "one", tmp_path / "run_one", steps)
+    single[single.index("--batch-size") + 1] = "4"
+    assert trainer.main(single) == 0
+    w_ddp, w_one = state_dict(tmp_path / "ddp.safetensors"), state_dict(tmp_path / "one.safetensors")
+    for name in w_one:
+        torch.testing.assert_close(w_ddp[name], w_one[name], rtol=2e-3, atol=2e-3, msg=name)
+
+
+# -- loss networks ----------------------------------------------------------------------------------------------
+
+def test_efficientnet_lite0_loads_strictly_and_recognizes_a_bear(data_dir):
+    net = EfficientNetLite0(full=True)
+    stored = torch.load(default_lite0_path(), map_location="cpu", weights_only=True)
+    assert set(stored) == set(net.state_dict())  # every stored tensor used, none missing
+    im = load_rgb(data_dir / "content" / "bsds500_test_100007.jpg")  # a brown bear
+    s = 224 / min(im.size)
+    im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.BICUBIC)
+    left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
+    x = torch.from_numpy(np.array(im.crop((left, top, left + 224, top + 224)))).permute(2, 0, 1)[None] / 255.0
+    with torch.no_grad():
+        top3 = net.classify(x.float()).topk(3).indices[0].tolist()
+    assert set(top3) & {294, 295, 296, 297}, top3  # brown / black / ice bear, sloth bear
+
+    style_feats, content = EfficientNetLite0()(torch.rand(1, 3, 64, 64))
+    assert [f.shape[1] for f in style_feats] == [32, 96, 144, 240, 672] and content.shape[1] == 240
+
+
+def test_vgg16_loads_through_torchvisions_cache(tmp_path, monkeypatch):
+    """torchvision checks the file's hash only when it downloads; a cached file is loaded as is (strictly)."""
+    from torchvision.models import vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    sd = vgg16(weights=None).state_dict()
+    # The 120M classifier weights are not used here: stride-0 views keep the file at the features' 59 MB.
+    sd = {k: (v if k.startswith("features") else torch.zeros(1).expand(v.shape)) for k, v in sd.items()}
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(sd, cache / "vgg16-397923af.pth")
+
+    net = VGG16()
+    torch.testing.assert_close(net.features[21].weight, sd["features.21.weight"])  # conv4_2
+    torch.testing.assert_close(net.features[0].weight, sd["features.0.weight"])
+    style_feats, content = net(torch.rand(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in style_feats] == [(1, 64, 64, 64), (1, 128, 32, 32), (1, 256, 16, 16),
+                                                     (1, 512, 8, 8)]
+    assert content is style_feats[1]
+
+    (cache / "vgg16-397923af.pth").unlink()  # offline and not cached: a clear error, no traceback
+    monkeypatch.setattr("torch.hub.download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(stylecam.StylecamError, match="could not load VGG16 ImageNet weights"):
+        VGG16()
+
+
+# -- data -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mixed_photos(tmp_path, photos) -> Path:
+    """Three ordinary photos, a greyscale JPEG, an RGBA PNG and garbage bytes named .jpg."""
+    d = tmp_path / "mixed"
+    (d / "sub").mkdir(parents=True)
+    files = sorted(photos.iterdir())
+    for p in files[:3]:
+        (d / p.name).write_bytes(p.read_bytes())
+    Image.open(files[3]).convert("L").save(d / "sub" / "grey.jpg")
+    rgba = Image.open(files[4]).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "sub" / "rgba.png")
+    (d / "zz_garbage.jpg").write_bytes(os.urandom(2000))
+    return d
+
+
+def test_greyscale_and_rgba_load_as_rgb(mixed_photos):
+    for name in ("grey.jpg", "rgba.png"):
+        im = load_rgb(mixed_photos / "sub" / name)
+        assert im.mode == "RGB" and im.size == Image.open(mixed_photos / "sub" / name).size
+    ds = PhotoCrops(mixed_photos, size=48, seed=1)
+    grey_index = [p.name for p in ds.files].index("grey.jpg")
+    with pytest.warns(UserWarning, match=r"skipping unreadable image .*zz_garbage\.jpg"):
+        items = [ds[(step, 0)] for step in range(40)]
+    assert all(x.shape == (3, 48, 48) and x.dtype == torch.float32 for x in items)
+    assert ds.bad == {[p.name for p in ds.files].index("zz_garbage.jpg")} and grey_index not in ds.bad
+
+
+def test_an_unreadable_photo_warns_and_training_goes_on(tmp_path, mixed_photos, style):
+    args = tiny_args(style, mixed_photos, tmp_path / "w", tmp_path / "run", 8)
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        assert trainer.main(args) == 0
+    assert stylecam.weights.load(tmp_path / "w.safetensors")[1].training["steps"] == 8
+
+
+# -- bad inputs ------------------------------------------------------------------------------------------------
+
+BAD_INPUTS = {  # name -> (flag, what the one error line starts with, what it says)
+    "missing style": ("--style-image", "style image", "does not exist"),
+    "empty dataset": ("--dataset", "dataset folder", "holds no photos"),
+    "out under a file": ("--out", "output folder", "is not writable"),
+    "read-only out": ("--out", "output folder", "is not writable"),
+}
+
+
+def bad_value(case: str, tmp_path: Path) -> str:
+    if case == "missing style":
+        return str(tmp_path / "nope.jpg")
+    if case == "empty dataset":
+        (tmp_path / "empty" / "sub").mkdir(parents=True)
+        (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+        return str(tmp_path / "empty")
+    if case == "out under a file":
+        (tmp_path / "a_file").write_text("")
+        return str(tmp_path / "a_file" / "w")
+    if os.geteuid() == 0:  # root writes into read-only folders; sysfs refuses even root
+        return "/sys/stylecam-test/w"
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    return str(tmp_path / "readonly" / "w")
+
+
+def check_one_error_line(err: str, case: str) -> None:
+    _, what, why = BAD_INPUTS[case]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"stylecam train: error: {what}") and why in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_fail_with_one_clear_line(tmp_path, photos, style, capsys, case):
+    flag = BAD_INPUTS[case][0]
+    args = tiny_args(style, photos, tmp_path / "out" / "w", tmp_path / "run", 1)
+    args[args.index(flag) + 1] = bad_value(case, tmp_path)
+    assert trainer.main(args) == 2
+    captured = capsys.readouterr()
+    check_one_error_line(captured.err, case)
+    assert captured.out == ""
+    assert not list(tmp_path.rglob("*.safetensors")) and not (tmp_path / "run" / "loss.csv").exists()
+
+
+def test_bad_input_through_the_installed_cli(tmp_path, photos, style):
+    """The same through `stylecam train` in a subprocess: entry point, exit status, nothing else on stderr.
+    (One case only: each subprocess pays torch's import, slow on this shared CPU.)"""
+    args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1)
+    args[args.index("--style-image") + 1] = bad_value("missing style", tmp_path)
+    res = subprocess.run([str(STYLECAM), "train", *args], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2 and res.stdout == ""
+    check_one_error_line(res.stderr, "missing style")
+    assert not (tmp_path / "w.safetensors").exists()
