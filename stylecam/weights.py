@@ -99,6 +99,7 @@ def save(path: str | os.PathLike, model: nn.Module, info: StyleInfo, half: bool 
     os.close(fd)
     try:
         save_file(sd, tmp, metadata={"stylecam": json.dumps(info.to_meta())})
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; weights are shared files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
