@@ -50,12 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stylecam {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{live,convert,styles,train,paint,bench}")
     for mod in dict.fromkeys(COMMANDS.values()):
-        try:
-            importlib.import_module(mod).register(sub)
-        except ImportError as e:  # an optional part not installed: the rest of the CLI still works
-            if mod == __name__:
-                raise
-            print(f"stylecam: note: {mod} unavailable ({e})", file=sys.stderr)
+        importlib.import_module(mod).register(sub)
     sub.add_parser("train", help="train a new style (see `stylecam train --help`)", add_help=False)
     return parser
 

@@ -77,7 +77,7 @@ def _plan_folder(src: Path, dst: Path) -> Plan:
     for p in sorted(src.iterdir()):
         if not p.is_file() or p.name.startswith("."):
             continue
-        kind = videoio.fmt_seen(p)
+        kind = videoio.image_format(p)
         if kind in videoio.STILL_FORMATS or kind == "GIF":
             images.append(p)
         else:
@@ -195,7 +195,7 @@ def _convert_folder(p: Plan, stylizer: FrameFn, progress: bool, stability: Optio
 
 def _ext_for(src: Path) -> str:
     """An extension for a file whose name lacks one (the folder scan knows it by its content)."""
-    fmt = videoio.fmt_seen(src)
+    fmt = videoio.image_format(src)
     return ".gif" if fmt == "GIF" else next(e for e, f in videoio.IMAGE_FORMATS.items() if f == fmt)
 
 

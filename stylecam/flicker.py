@@ -226,7 +226,7 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
         n += 1
     err = meter.errors()
     timed = max(1, n - 1)
-    ratio = lambda a, b: (a / b) if b > 0 else float("nan")  # noqa: E731
+    ratio = lambda a, b: (a / b) if b > 0 else float("nan")
     return {
         "clip": str(clip), "frames": n, "size": list(size or (0, 0)), "style": stylizer.info.name,
         "stability": strength, "flow": method, "pairs_measured": meter.pairs, "cuts_skipped": meter.cuts,
@@ -263,7 +263,7 @@ def format_table(r: dict) -> str:
 
 def bench_flicker(args) -> int:
     """Entry point of ``stylecam bench --flicker CLIP [--style NAME] [--stability K ...] [--json]``."""
-    clips = getattr(args, "flicker")
+    clips = args.flicker
     clips = clips if isinstance(clips, (list, tuple)) else [clips]
     style = getattr(args, "style", None) or _default_style()
     stabilities = getattr(args, "stability", None)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import threading
@@ -422,7 +423,10 @@ class LiveWindow:
         while path.exists():
             path = path.with_name(time.strftime("stylecam-%Y%m%d-%H%M%S") + f"-{n}.png")
             n += 1
-        cv2.imwrite(str(path), self.compose(self._last))
+        ok, png = cv2.imencode(".png", self.compose(self._last))
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_bytes(png.tobytes())
+        os.replace(tmp, path)  # never a half-written snapshot under the final name
         self._say(f"snapshot saved: {path}")
         return path
 

@@ -179,13 +179,13 @@ def _probe_pillow(p: Path) -> Optional[MediaInfo]:
     except Image.DecompressionBombError as e:
         raise StylecamError(f"input {p} is too large to open safely ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        if fmt_seen(p) in ("GIF", *STILL_FORMATS):
+        if image_format(p) in ("GIF", *STILL_FORMATS):
             raise StylecamError(f"input {p} is truncated or damaged ({e}); re-download or re-export it") from None
         return None  # not something Pillow reads: let ffmpeg try
     return None
 
 
-def fmt_seen(p: Path) -> Optional[str]:
+def image_format(p: Path) -> Optional[str]:
     """The Pillow format a file claims by its signature, even if it fails to decode."""
     try:
         with Image.open(p) as im:
@@ -196,7 +196,7 @@ def fmt_seen(p: Path) -> Optional[str]:
 
 def _probe_ffmpeg(p: Path) -> MediaInfo:
     out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True,
-                         stdin=subprocess.DEVNULL).stderr.decode(errors="replace")
+                         stdin=subprocess.DEVNULL, check=False).stderr.decode(errors="replace")
     vline = next((m.group(1) for m in map(_STREAM_V.search, out.splitlines()) if m), None)
     size = _SIZE.search(vline) if vline else None
     if not size:

@@ -87,6 +87,7 @@ def test_farneback_agrees_on_translation():
         flicker.warping_error(frames, method="nope")
 
 
+@pytest.mark.slow  # runs a real stylizer: seconds alone, a minute on a loaded 2-core machine
 def test_bench_flicker_json(styles_env, tmp_path, capsys):
     import imageio.v3 as iio
 
@@ -97,7 +98,7 @@ def test_bench_flicker_json(styles_env, tmp_path, capsys):
     assert flicker.bench_flicker(args) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["frames"] == 6 and r["size"] == [80, 64] and r["cuts_skipped"] == 0
-    assert r["error"]["input"] < 0.01
+    assert r["error"]["input"] < 0.03  # GIF palette dithering is the only change along the flow
     for k in ("stylized", "stabilized"):
         assert np.isfinite(r["error"][k])
     assert r["fps"]["stylize"] > 0 and r["fps"]["stylize_stabilize"] > 0

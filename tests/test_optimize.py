@@ -40,12 +40,13 @@ def _frame(h: int, w: int, data_root) -> np.ndarray:
     return np.stack([xx * 255 // w, yy * 255 // h, (xx ^ yy) % 256], -1).astype(np.uint8)
 
 
-NETS = [("johnson", {}), ("johnson", {"channels": (8, 16, 32), "n_res": 2}), ("fast", {}),
-        ("fast", {"separable_up": False, "stem_kernel": 3, "out_kernel": 9})]
+ODD, TINY = (254, 338), (61, 47)
+CASES = [("johnson", {}, ODD), ("johnson", {"channels": (8, 16, 32), "n_res": 2}, ODD),
+         ("johnson", {"channels": (8, 16, 32), "n_res": 2}, TINY), ("fast", {}, ODD), ("fast", {}, TINY),
+         ("fast", {"separable_up": False, "stem_kernel": 3, "out_kernel": 9}, ODD)]
 
 
-@pytest.mark.parametrize("arch,config", NETS)
-@pytest.mark.parametrize("size", [(254, 338), (61, 47)])
+@pytest.mark.parametrize("arch,config,size", CASES)
 def test_optimized_matches_plain(arch, config, size):
     from conftest import DATA
 

@@ -66,10 +66,9 @@ def test_writer_abort_and_exception_leave_target_untouched(tmp_path):
     w = videoio.VideoWriter(out, fps=10)
     w.write(solid_frames(1, 32, 32)[0])
     w.abort()
-    with pytest.raises(RuntimeError):
-        with videoio.GifWriter(tmp_path / "g.gif") as g:
-            g.write(solid_frames(1, 8, 8)[0])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), videoio.GifWriter(tmp_path / "g.gif") as g:
+        g.write(solid_frames(1, 8, 8)[0])
+        raise RuntimeError("boom")
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
 
