@@ -184,7 +184,8 @@ class Stylizer:
         if self.scale != 1.0:
             sw, sh = max(1, round(w * self.scale)), max(1, round(h * self.scale))
             src = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(src)).permute(2, 0, 1)[None].float()
+        src = np.ascontiguousarray(src) if src.flags.writeable else src.copy()  # torch wants writable memory
+        x = torch.from_numpy(src).permute(2, 0, 1)[None].float()
         y = self.stylize_tensor(x)[0].permute(1, 2, 0).round().to(torch.uint8).cpu().numpy()
         if y.shape[:2] != (h, w):
             y = cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -483,8 +483,9 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, help="frame width to ask the camera for")
     p.add_argument("--height", type=int, help="frame height to ask the camera for")
     p.add_argument("--fps", type=float, help="frame rate to ask the camera for")
-    p.add_argument("--scale", type=scale_arg, default=1.0,
-                   help="processing scale (0.05-4), or 'auto' to hold --target-fps (default 1)")
+    p.add_argument("--scale", type=scale_arg, default="auto",
+                   help="processing scale (0.05-4), or 'auto' to hold --target-fps (default auto: live video "
+                        "should stay smooth; pass 1 for full detail)")
     p.add_argument("--target-fps", type=float, default=30.0, help="frame rate --scale auto holds (default 30)")
     p.add_argument("--mirror", action="store_true", help="flip the picture horizontally (selfie view)")
     p.add_argument("--record", metavar="PATH", help="record the stylized video to this MP4 (r toggles)")
