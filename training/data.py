@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,12 @@ def find_images(root: str | Path) -> List[Path]:
     if not files:
         raise ValueError(f"dataset folder {root} holds no photos (.jpg, .png, .webp)")
     return files
+
+
+def holdout(files: Sequence[Path], n: int) -> List[Path]:
+    """A fixed, spread-out subset kept out of training: the trainer's previews, the gallery and held-out losses."""
+    n = min(n, max(0, len(files) - 1))
+    return [files[i * len(files) // n] for i in range(n)] if n else []
 
 
 def load_rgb(path: str | Path) -> Image.Image:

@@ -19,18 +19,12 @@ from PIL import Image
 from stylecam import weights as weights_io
 from stylecam.engine import run_padded
 
-from .data import find_images, load_rgb, to_tensor
+from .data import find_images, holdout, load_rgb, to_tensor
 from .losses import PerceptualLoss
 from .lossnets import build_loss_net
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "content"
-
-
-def holdout(files: Sequence[Path], n: int) -> List[Path]:
-    """A fixed, spread-out subset kept out of training (also used by the trainer's previews)."""
-    n = min(n, max(0, len(files) - 1))
-    return [files[i * len(files) // n] for i in range(n)] if n else []
 
 
 def square(im: Image.Image, size: int) -> Image.Image:

@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw
 import stylecam
 from stylecam import weights as weights_io
 
-from .data import find_images, load_rgb
-from .evaluate import DEFAULT_DATASET, ROOT, holdout, square
+from .data import find_images, holdout, load_rgb
+from .evaluate import DEFAULT_DATASET, ROOT, square
 
 # Held-out photos with people, a street and a landscape read best in a gallery.
 DEFAULT_PICKS = (0, 2, 5, 7)

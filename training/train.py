@@ -36,7 +36,7 @@ from stylecam import models
 from stylecam import weights as weights_io
 from stylecam.errors import StylecamError
 
-from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, load_rgb, to_tensor
+from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, holdout, load_rgb, to_tensor
 from .losses import PerceptualLoss
 from .lossnets import build_loss_net
 from .paintings import credit_for
@@ -246,8 +246,7 @@ class Run:
 
         files = find_images(cfg["dataset"])
         # Holdout: a fixed, spread-out subset never trained on, for previews and held-out losses.
-        n = min(cfg["holdout"], max(0, len(files) - 1))
-        self.holdout = [files[i * len(files) // n] for i in range(n)] if n else []
+        self.holdout = holdout(files, cfg["holdout"])
         self.dataset = PhotoCrops(cfg["dataset"], cfg["image_size"], cfg["seed"])
         self.dataset.files = [f for f in self.dataset.files if f not in set(self.holdout)]
 
