@@ -383,9 +383,11 @@ class LiveWindow:
         self._keys()
 
     def _keys(self) -> None:
+        k = self.win.key(1)
+        # Check right after waitKey, which is where the close event is processed: the next imshow would
+        # silently create the window again.
         if self.win.is_closed():
             raise StopPipeline
-        k = self.win.key(1)
         if k == -1:
             return
         ch = chr(k)

@@ -449,9 +449,6 @@ def test_window_shows_stylized_video_and_keys_work(xvfb, styles_env, data_dir, t
     assert len(frames) > 0 and frames[0].shape == (272, 640, 3)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="open: under pytest the synthetic WM_DELETE_WINDOW message does not end the app within "
-                          "120 s, though closing by hand on Xvfb does (see issue 2 note)", strict=False)
 def test_closing_the_window_quits_and_finalizes_the_recording(xvfb, styles_env, data_dir, tmp_path):
     out_path = tmp_path / "rec.mp4"
     p, win = start_window(xvfb, data_dir, tmp_path, "--record", str(out_path))
