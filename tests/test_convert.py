@@ -196,8 +196,11 @@ def test_bad_inputs_one_line_each_and_no_output(styles_env, tmp_path, capsys):
 
 def run_cli(*args: str, env: dict, **kw) -> subprocess.Popen:
     env = {**env, "OMP_NUM_THREADS": "1"}
+    # A runner started in the background (CI, nohup ... &) passes SIGINT down as ignored, and Python then never
+    # raises KeyboardInterrupt; give the child the default disposition a terminal user's Ctrl-C would meet.
     return subprocess.Popen([sys.executable, "-m", "stylecam", "convert", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 @pytest.mark.parametrize("case", ["truncated"])  # fails mid-decode: the temporary file must go too
