@@ -34,6 +34,7 @@ from torch.nn.utils import parametrize
 
 from stylecam import models
 from stylecam import weights as weights_io
+from stylecam.engine import cpu_has_native_bf16
 from stylecam.errors import StylecamError
 
 from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, holdout, load_rgb, to_tensor
@@ -129,14 +130,6 @@ def resolve_config(argv=None) -> Dict[str, Any]:
     cfg["name"] = cfg["name"] or out.stem
     cfg["run_dir"] = cfg["run_dir"] or str(Path("runs") / cfg["name"])
     return cfg
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def check_inputs(cfg: Dict[str, Any]) -> None:
