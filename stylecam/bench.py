@@ -27,6 +27,7 @@ import torch
 
 from . import engine, models
 from .errors import StylecamError
+from .live import pick_workers
 from .weights import StyleInfo
 
 DEFAULT_SIZES = "320x240,640x480,1280x720"
@@ -150,6 +151,7 @@ class PipeResult:
     latency_ms_median: float
     latency_ms_p90: float
     dropped: int
+    workers: int = 1
     speedup_vs_reference: Optional[float] = None
 
 
@@ -190,20 +192,24 @@ def write_clip(frames: List[np.ndarray], size: tuple[int, int], folder: Path) ->
 
 
 def bench_pipeline(stylizer, clip: Path, frames: int, loop: bool = False, realtime: bool = False,
-                   stop_after: Optional[float] = None):
-    """Runs ``live.Pipeline`` (file source, headless sink) and returns its ``PipelineStats``."""
+                   stop_after: Optional[float] = None, workers: int = 1):
+    """Runs ``live.Pipeline`` (file source, headless sink) as ``stylecam live`` would, with ``workers``
+    inference workers sharing the cores, and returns its ``PipelineStats``."""
     from .capture import FrameSource
     from .live import Pipeline
     from .sinks import NullSink
 
+    threads = torch.get_num_threads()
+    pick_workers(workers, stylizer.device.type)
     source = FrameSource(str(clip), realtime=realtime, loop=loop)
-    pipe = Pipeline(source, stylizer, [NullSink()], max_frames=frames)
+    pipe = Pipeline(source, stylizer, [NullSink()], max_frames=frames, workers=workers)
     timer = threading.Timer(stop_after, pipe.stop) if stop_after else None
     if timer:
         timer.start()
     try:
         return pipe.run()
     finally:
+        torch.set_num_threads(threads)
         if timer:
             timer.cancel()
 
@@ -274,9 +280,12 @@ def run_bench(args) -> Dict[str, object]:
                         continue
                     model, wname = pipeline_net(arch, style_model, style_name)
                     frames = max(3, min(n_frames, int(args.budget * 1000 / max(r.median_ms, 1e-3))))
-                    stats = bench_pipeline(make_stylizer(model, path, scale), clip_path, frames)
+                    st = make_stylizer(model, path, scale)
+                    # the reference runs as pytorch/examples would: one frame at a time
+                    nw = 1 if (arch, path.name) == REFERENCE else pick_workers(args.workers, st.device.type)
+                    stats = bench_pipeline(st, clip_path, frames, workers=nw)
                     p = PipeResult(arch, path.name, size, scale, wname, stats.shown, stats.fps,
-                                   stats.latency_ms_median, stats.latency_ms_p90, stats.dropped)
+                                   stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
                     if (arch, path.name) == REFERENCE:
                         ref_pipe[size] = p.fps
                     p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
@@ -329,14 +338,16 @@ def run_soak(args) -> Dict[str, object]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        stats = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True, stop_after=args.soak * 60)
+        workers = pick_workers(args.workers, stylizer.device.type)
+        stats = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True, stop_after=args.soak * 60,
+                               workers=workers)
         done.set()
         sampler.join()
         samples.append((time.perf_counter() - t0, rss_mb()))
     rss = [s[1] for s in samples]
     warm = [s[1] for s in samples if s[0] >= min(30.0, samples[-1][0] / 4)] or rss
     return {"system": system_info(), "soak_minutes": args.soak, "size": f"{w}x{h}", "weights": wname,
-            "compute": stylizer.compute, "pipeline": stats.as_dict(),
+            "compute": stylizer.compute, "workers": workers, "pipeline": stats.as_dict(),
             "rss_mb": {"start": rss[0], "end": rss[-1], "peak": max(rss), "after_warmup": warm[0],
                        "growth_after_warmup": rss[-1] - warm[0], "samples": len(rss)}}
 
@@ -360,11 +371,12 @@ def format_table(res: Dict[str, object]) -> str:
                      f"{r['p90_ms']:8.1f} {r['fps']:7.2f} {r['speedup_vs_reference']:7.2f}x {diff:>9s}")
     if res["pipeline"]:
         lines += ["", "live pipeline (video file -> stylize -> headless sink, every frame)",
-                  f"{'arch':8s} {'compute':15s} {'size':9s} {'scale':>5s} {'frames':>6s} {'fps':>7s} "
+                  f"{'arch':8s} {'compute':15s} {'size':9s} {'scale':>5s} {'wk':>2s} {'frames':>6s} {'fps':>7s} "
                   f"{'lat med':>8s} {'lat p90':>8s} {'drop':>5s} {'speedup':>8s}"]
         for p in res["pipeline"]:
             sp = f"{p['speedup_vs_reference']:7.2f}x" if p["speedup_vs_reference"] else "      -"
-            lines.append(f"{p['arch']:8s} {p['compute']:15s} {p['size']:9s} {p['scale']:5.2f} {p['frames']:6d} "
+            lines.append(f"{p['arch']:8s} {p['compute']:15s} {p['size']:9s} {p['scale']:5.2f} "
+                         f"{p.get('workers', 1):2d} {p['frames']:6d} "
                          f"{p['fps']:7.2f} {p['latency_ms_median']:8.1f} {p['latency_ms_p90']:8.1f} "
                          f"{p['dropped']:5d} {sp}")
     return "\n".join(lines)
@@ -396,6 +408,8 @@ def register(sub) -> None:
     p.add_argument("--clip", default=None, help="video file for the pipeline (default: a clip in shared data)")
     p.add_argument("--no-pipeline", action="store_true", help="time the networks only")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=None, help="pipeline inference workers (default: as `stylecam "
+                   "live` picks: 2 on a multi-core CPU); the reference pipeline always runs one")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     p.add_argument("--soak", type=float, metavar="MINUTES", default=None,

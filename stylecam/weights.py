@@ -167,8 +167,11 @@ def load(style: str | os.PathLike) -> tuple[nn.Module, StyleInfo]:
     if arch not in models.names():
         raise StylecamError(f"weights file {path}: architecture {arch!r} is not one this stylecam knows "
                             f"({', '.join(models.names())})")
+    config = dict(meta.get("config", {}))
+    if arch == "fast" and "n_res" in config and "up_mode" not in config:
+        config["up_mode"] = "nearest"  # files written before ShuffleUp became the default
     try:
-        model = models.build(arch, **meta.get("config", {}))
+        model = models.build(arch, **config)
     except TypeError as e:
         raise StylecamError(f"weights file {path}: bad config for {arch!r}: {e}") from None
     try:

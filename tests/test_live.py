@@ -200,6 +200,62 @@ def test_pipeline_surfaces_a_processing_error_and_still_closes_sinks():
     assert sink.closed
 
 
+class OrderProbe:
+    """A split ``process`` whose stylize takes a random time (so two workers finish out of order) and whose
+    finish records the order it was called in and whether two ran at once."""
+
+    def __init__(self):
+        self.finished: list[int] = []
+        self.busy = 0
+        self.overlap = 0
+        self.parallel = 0
+        self._in_stylize = 0
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(0)
+
+    def stylize(self, x):
+        with self._lock:
+            self._in_stylize += 1
+            self.parallel = max(self.parallel, self._in_stylize)
+            d = float(self._rng.uniform(0.0, 0.01))
+        time.sleep(d)
+        with self._lock:
+            self._in_stylize -= 1
+        return x
+
+    def finish(self, x, y):
+        self.busy += 1
+        self.overlap = max(self.overlap, self.busy)
+        self.finished.append(id(x))
+        time.sleep(0.001)
+        self.busy -= 1
+        return y
+
+
+def test_two_workers_stylize_in_parallel_and_finish_in_capture_order(data_dir):
+    probe, sink = OrderProbe(), Collect()
+    src = FrameSource(clip(data_dir), realtime=False)  # every frame, none dropped
+    stats = Pipeline(src, probe, [sink], max_frames=120, workers=2).run()
+    assert stats.shown == 120 and stats.dropped == 0
+    assert [p.index for p in sink.frames] == list(range(120))
+    assert probe.finished == [id(p.image) for p in sink.frames]  # finish ran in capture order too
+    assert probe.parallel == 2 and probe.overlap == 1  # stylize overlaps, finish never does
+
+
+def test_a_failing_worker_stops_the_other_and_surfaces_the_error():
+    sink = Collect()
+
+    class Boom(OrderProbe):
+        def stylize(self, x):
+            if int(x[0, 0, 0]) == 7:
+                raise RuntimeError("net exploded")
+            return super().stylize(x)
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        Pipeline(FrameSource(0, opener=lambda: FakeCamera(10**6)), Boom(), [sink], workers=2).run()
+    assert sink.closed
+
+
 # -- processing ------------------------------------------------------------------------------------------------
 def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
     ctl = ScaleController(target_fps=30, lo=0.25, hi=1.0, start=0.5)

@@ -214,3 +214,34 @@ def test_plain_safetensors_without_metadata_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(StylecamError, match="does not exist"):
         weights_io.load(tmp_path / "nothere.safetensors")
+
+
+def test_fast_file_from_before_shuffle_upsampling_still_loads(tmp_path):
+    """Files written before ``up_mode`` existed (no key in their config) are nearest-upsampling nets."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(3)
+    old = models.build("fast", n_res=5, up_mode="nearest").eval()
+    p = weights_io.save(tmp_path / "old.safetensors", old, weights_io.StyleInfo(name="old", arch="fast"))
+    with safe_open(str(p), framework="pt") as f:
+        meta = json.loads(f.metadata()["stylecam"])
+    del meta["config"]["up_mode"]
+    save_file(load_file(str(p)), str(p), metadata={"stylecam": json.dumps(meta)})
+    model, info = weights_io.load(p)
+    assert model.config["up_mode"] == "nearest" and model.config["n_res"] == 5
+    x = torch.rand(1, 3, 40, 48) * 255
+    with torch.no_grad():
+        assert torch.allclose(model(x), old(x), atol=1e-2)
+
+
+def test_shuffle_upsampling_starts_checkerboard_free():
+    """ICNR init: the four sub-pixel phases of a fresh ShuffleUp are equal (nearest upsampling of one conv)."""
+    from stylecam.models.fast import ShuffleUp
+
+    torch.manual_seed(0)
+    up = ShuffleUp(8, 4)
+    y = up(torch.randn(1, 8, 10, 12))
+    assert y.shape == (1, 4, 20, 24) and y.std() > 0.1
+    for a, b in [(0, 1), (1, 0), (1, 1)]:
+        assert torch.allclose(y[..., ::2, ::2], y[..., a::2, b::2])

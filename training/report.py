@@ -12,6 +12,19 @@ from PIL import Image
 from .data import UNREADABLE, load_rgb, to_tensor
 
 
+def plateau(csv_path: Path, tail: float = 0.2, window: float = 0.1) -> float:
+    """How much the total loss fell over the last ``tail`` of the steps, as a fraction: mean total loss over the
+    ``window`` of steps ending where the tail starts vs over the last ``window`` (batch losses are noisy).
+    The shipped styles' quality bar is < 0.03."""
+    with open(csv_path, newline="") as f:
+        rows = [(int(r["step"]), float(r["total"])) for r in csv.DictReader(f)]
+    n = rows[-1][0]
+    start, w = n * (1 - tail), max(1, n * window)
+    before = [t for s, t in rows if start - w < s <= start]
+    last = [t for s, t in rows if s > n - w]
+    return (float(np.mean(before)) - float(np.mean(last))) / float(np.mean(before))
+
+
 def plot_losses(csv_path: Path, png_path: Path, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")

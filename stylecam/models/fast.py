@@ -1,11 +1,15 @@
 """The real-time CPU net: Johnson's layout made cheap where the FLOPs are.
 
 The classic net spends ~95 GFLOP on a 640x480 frame, mostly in 128-channel 3x3 residual convs and full-size
-9x9/3x3 convs. Here: a strided stem (no full-resolution conv on the way in), three downsamplings, residual
-blocks of depthwise-separable convs, and depthwise-separable upsampling convs. ~40x fewer FLOPs.
+9x9/3x3 convs. Here: a strided stem (no full-resolution conv on the way in), two downsamplings, three residual
+blocks of depthwise-separable convs, and upsampling by pixel shuffle of low-resolution separable convs.
+Measured at 320x240 on the 2-core CPU, eager: 5 blocks + nearest-upsample convs 58 ms; 3 blocks 54 ms;
+5 blocks + shuffle 35 ms; 3 blocks + shuffle 28 ms (a depthwise conv at full size costs as much as the
+whole residual trunk: it is memory-bound).
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -64,16 +68,39 @@ class Up(nn.Module):
         return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))))
 
 
+class ShuffleUp(nn.Module):
+    """x2 by a low-resolution separable conv to 4 phases + pixel shuffle: no conv at the upsampled size.
+
+    ICNR init (Aitken et al. 2017): the four phases start identical, i.e. as nearest upsampling + conv, so
+    training starts free of the sub-pixel checkerboard and the TV loss keeps it away.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = SepConv(cin, cout * 4)
+        self.norm = _norm(cout)
+        with torch.no_grad():
+            pw = self.conv.pw
+            w = pw.weight.view(cout, 4, cin)[:, :1].expand(cout, 4, cin).reshape_as(pw.weight).clone()
+            pw.weight.copy_(w)
+            pw.bias.copy_(pw.bias.view(cout, 4)[:, :1].expand(cout, 4).reshape(-1))
+
+    def forward(self, x):
+        return F.relu(self.norm(F.pixel_shuffle(self.conv(x), 2)))
+
+
 @register("fast")
 class FastNet(nn.Module):
-    def __init__(self, channels=(16, 32, 64), n_res: int = 5, stem_kernel: int = 5, separable_up: bool = True,
-                 out_kernel: int = 3, n_down: int = 2):
+    def __init__(self, channels=(16, 32, 64), n_res: int = 3, stem_kernel: int = 5, separable_up: bool = True,
+                 out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle"):
         super().__init__()
         if n_down not in (2, 3):
             raise ValueError(f"n_down must be 2 or 3, got {n_down}")
+        if up_mode not in ("nearest", "shuffle"):
+            raise ValueError(f"up_mode must be 'nearest' or 'shuffle', got {up_mode!r}")
         c1, c2, c3 = channels
         self.config = {"channels": [c1, c2, c3], "n_res": n_res, "stem_kernel": stem_kernel,
-                       "separable_up": separable_up, "out_kernel": out_kernel, "n_down": n_down}
+                       "separable_up": separable_up, "out_kernel": out_kernel, "n_down": n_down, "up_mode": up_mode}
         self.size_multiple = 2 ** n_down
         self.down1 = Conv(3, c1, stem_kernel, stride=2)
         self.in1 = _norm(c1)
@@ -83,9 +110,11 @@ class FastNet(nn.Module):
         self.down3 = Conv(c2, c3, 3, stride=2 if n_down == 3 else 1)
         self.in3 = _norm(c3)
         self.res = nn.Sequential(*[SepResBlock(c3) for _ in range(n_res)])
-        self.up1 = Up(c3, c2, separable_up)
-        self.up2 = Up(c2, c1, separable_up)
-        self.up3 = Up(c1, c1, separable_up) if n_down == 3 else nn.Identity()
+        up = (lambda cin, cout: ShuffleUp(cin, cout)) if up_mode == "shuffle" else \
+            (lambda cin, cout: Up(cin, cout, separable_up))
+        self.up1 = up(c3, c2)
+        self.up2 = up(c2, c1)
+        self.up3 = up(c1, c1) if n_down == 3 else nn.Identity()
         self.out = Conv(c1, 3, out_kernel)
 
     def forward(self, x):

@@ -207,11 +207,13 @@ class FastUp(nn.Module):
 
 def _optimize_fast(net: nn.Module) -> nn.Module:
     """FastNet keeps its forward; its stem and upsampling layers are swapped for exact rewrites."""
+    from .fast import Up
+
     net = copy.deepcopy(net)
     k = net.down1.conv.kernel_size[0]
     net.down1 = SpaceToDepthConv(net.down1.conv, k // 2, 2)
     for name in ("up1", "up2", "up3"):
-        if not isinstance(getattr(net, name), nn.Identity):  # n_down=2 nets have no third upsampling
+        if isinstance(getattr(net, name), Up):  # n_down=2 nets have no third upsampling; ShuffleUp is already low-res
             setattr(net, name, FastUp(getattr(net, name)))
     return net
 
