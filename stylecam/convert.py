@@ -1,6 +1,7 @@
 """`stylecam convert INPUT OUTPUT --style NAME`: paint a GIF, video, image or folder of images.
 
-Frames stream from reader to writer one at a time, so memory stays flat however long the input is. Outputs
+Frames stream from reader to writer, at most ``workers`` in flight (stylized in parallel, one core each, as
+in live mode; then stabilized and written in order), so memory stays flat however long the input is. Outputs
 appear only when complete (temporary file or folder beside the target, renamed at the end).
 """
 from __future__ import annotations
@@ -11,9 +12,11 @@ import secrets
 import shutil
 import signal
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -23,6 +26,7 @@ from .videoio import Frame, MediaInfo
 
 PathLike = Union[str, os.PathLike]
 FrameFn = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,15 +94,34 @@ def _plan_folder(src: Path, dst: Path) -> Plan:
     return Plan(src, dst, "dir", images=images)
 
 
-def frame_fn(stylizer: FrameFn, stability: Optional[float] = None) -> FrameFn:
-    """The per-frame function: the stylizer, then the optical-flow stabilizer when ``stability`` > 0. Built
-    per sequence, so no motion state leaks from one file into the next."""
-    if not stability:
-        return stylizer
-    from .stabilize import Stabilizer
+def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameFn,
+            stability: Optional[float] = None, workers: int = 1) -> Iterator[Tuple[T, np.ndarray]]:
+    """``(item, painted frame)`` in input order. ``workers`` frames are stylized at once; the optical-flow
+    stabilizer (``stability`` > 0) then runs in order, built per sequence so no motion state leaks from one
+    file into the next."""
+    stab = None
+    if stability:
+        from .stabilize import Stabilizer
 
-    stab = Stabilizer(stability)
-    return lambda frame: stab(frame, stylizer(frame))
+        stab = Stabilizer(stability)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="stylecam-convert") as pool:
+        pending: deque = deque()
+
+        def done():
+            item, fut = pending.popleft()
+            y = fut.result()
+            return item, (stab(rgb(item), y) if stab is not None else y)
+
+        try:
+            for item in items:
+                pending.append((item, pool.submit(stylizer, rgb(item))))
+                if len(pending) >= max(1, workers):
+                    yield done()
+            while pending:
+                yield done()
+        finally:
+            for _, fut in pending:  # interrupted: do not start what is queued
+                fut.cancel()
 
 
 def _progress(total: Optional[int], desc: str, enabled: bool):
@@ -118,7 +141,7 @@ def _thin_for_gif(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
 
 
 def convert(input: PathLike, output: PathLike, stylizer: FrameFn, progress: bool = True,
-            stability: Optional[float] = None) -> Path:
+            stability: Optional[float] = None, workers: int = 1) -> Path:
     """Paint ``input`` into ``output`` with ``stylizer`` (any RGB uint8 frame -> same-shape frame).
 
     GIF->GIF keeps per-frame durations, loop count and transparency; video->video keeps size, fps, frame
@@ -126,18 +149,22 @@ def convert(input: PathLike, output: PathLike, stylizer: FrameFn, progress: bool
     """
     p = plan(input, output)
     if p.out_kind == "dir":
-        return _convert_folder(p, stylizer, progress, stability)
-    return _convert_file(p, stylizer, progress, stability)
+        return _convert_folder(p, stylizer, progress, stability, workers)
+    return _convert_file(p, stylizer, progress, stability, workers)
 
 
-def _convert_file(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float]) -> Path:
+def _convert_file(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float],
+                  workers: int = 1) -> Path:
     info = p.info
-    fn = frame_fn(stylizer, stability)
     frames = videoio.read_frames(info)
     if p.out_kind == "image":
         f = next(frames)
-        videoio.write_image(p.dst, fn(f.rgb), f.alpha)
+        videoio.write_image(p.dst, stylizer(f.rgb), f.alpha)
         return p.dst
+
+    def paint(items, rgb=lambda f: f.rgb):
+        return painted(items, rgb, stylizer, stability, workers)
+
     total = info.n_frames
     if p.out_kind == "gif":
         if info.kind == "video":
@@ -145,36 +172,39 @@ def _convert_file(p: Plan, stylizer: FrameFn, progress: bool, stability: Optiona
             total = math.ceil(total / math.ceil(float(info.fps) / videoio.GIF_MAX_FPS)) if total else None
         loop = info.loop if info.kind == "gif" else 0
         with videoio.GifWriter(p.dst, loop=loop) as out, _progress(total, p.src.name, progress) as bar:
-            for f in frames:
-                out.write(fn(f.rgb), f.alpha, f.duration_ms)
+            for f, y in paint(frames):
+                out.write(y, f.alpha, f.duration_ms)
                 bar.update()
         return p.dst
     audio = str(info.path) if info.has_audio else None
     with videoio.VideoWriter(p.dst, info.fps, audio_from=audio, sar=info.sar) as out, \
             _progress(total, p.src.name, progress) as bar:
         if info.kind == "video":
-            for f in frames:
-                out.write(fn(f.rgb))
+            for _, y in paint(frames):
+                out.write(y)
                 bar.update()
         else:  # GIF: hold each frame for its duration at a constant rate that fits all of them
-            _write_retimed(out, frames, fn, float(info.fps), bar)
+            for (_, n), y in paint(_retimed(frames, float(info.fps), bar), rgb=lambda fn: fn[0].rgb):
+                for _ in range(n):
+                    out.write(y)
     return p.dst
 
 
-def _write_retimed(out: videoio.VideoWriter, frames: Iterator[Frame], fn: FrameFn, fps: float, bar) -> None:
+def _retimed(frames: Iterator[Frame], fps: float, bar) -> Iterator[Tuple[Frame, int]]:
+    """GIF frames with how many video frames at ``fps`` each lasts; frames too short to show are skipped
+    before they cost a stylization."""
     t_ms, shown = 0.0, 0
     for f in frames:
         t_ms += f.duration_ms if f.duration_ms > 10 else 100.0  # browsers show 0-10 ms GIF frames for 100 ms
         n = round(t_ms * fps / 1000) - shown
-        if n > 0:
-            y = fn(f.rgb)
-            for _ in range(n):
-                out.write(y)
-            shown += n
         bar.update()
+        if n > 0:
+            shown += n
+            yield f, n
 
 
-def _convert_folder(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float]) -> Path:
+def _convert_folder(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float],
+                    workers: int = 1) -> Path:
     tmp = p.dst.absolute().parent / f".{p.dst.name}.{secrets.token_hex(4)}.part"
     os.mkdir(tmp)
     try:
@@ -183,7 +213,7 @@ def _convert_folder(p: Plan, stylizer: FrameFn, progress: bool, stability: Optio
         for src in tqdm(p.images, desc=p.src.name, unit="image", leave=False,
                         disable=not (progress and sys.stderr.isatty())):
             name = src.name if src.suffix.lower() in videoio.OUTPUT_EXTS else src.name + _ext_for(src)
-            _convert_file(plan(src, tmp / name), stylizer, False, stability)
+            _convert_file(plan(src, tmp / name), stylizer, False, stability, workers)
         if p.dst.is_dir():
             p.dst.rmdir()  # empty (checked in plan); rename cannot replace a folder
         os.rename(tmp, p.dst)
@@ -216,6 +246,8 @@ def register(sub) -> None:
                     help="flicker removal for videos and GIFs, 0..1 (0 = off, 0.8 = strong)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     ap.add_argument("--precision", default=None, help="auto, fp32, fp16 or bf16")
+    ap.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="frames stylized in parallel (default: 2 on a CPU with 2+ cores; 1 on a GPU)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ap.set_defaults(func=run)
 
@@ -233,13 +265,16 @@ def _stop_on_sigterm():
 
 def run(args) -> int:
     from .engine import load
+    from .live import pick_workers
 
     plan(args.input, args.output)  # bad paths fail before the style is loaded
     stylizer = load(args.style, device=args.device, precision=args.precision, strength=args.strength,
                     preserve_colors=args.preserve_colors, scale=args.scale)
+    workers = pick_workers(args.workers, stylizer.device.type)
     previous = _stop_on_sigterm()
     try:
-        out = convert(args.input, args.output, stylizer, progress=not args.quiet, stability=args.stability)
+        out = convert(args.input, args.output, stylizer, progress=not args.quiet, stability=args.stability,
+                      workers=workers)
     except KeyboardInterrupt:
         print("stylecam: interrupted; no output written", file=sys.stderr)
         return 130

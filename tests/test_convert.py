@@ -97,6 +97,26 @@ def test_gif_keeps_durations_loop_and_transparency(styles_env, tmp_path):
     assert only_files(tmp_path) == ["in.gif", "out.gif"]
 
 
+def test_parallel_workers_write_the_same_frames_in_order(tmp_path):
+    """Two workers finishing out of order (random delays) and the in-order stabilizer give the very frames
+    one worker gives."""
+    src = lavfi_video(tmp_path / "in.mp4", size="64x48", seconds=1.0)
+    rng = np.random.default_rng(0)
+
+    def jittery(x):
+        time.sleep(float(rng.uniform(0, 0.01)))
+        return (255 - x) // 2 + (x // 7) * 3  # a frame-dependent, pixel-exact mapping
+
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.gif"
+        convert(src, out, jittery, progress=False, stability=0.8, workers=workers)
+        outs.append(gif_meta(out)[3])
+    assert len(outs[0]) == len(outs[1]) == 25
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+
+
 def test_video_keeps_size_fps_frames_and_audio(styles_env, data_dir, tmp_path):
     src = data_dir / "clips" / "openpose_street_pedestrians.avi"
     out = tmp_path / "out.mp4"
