@@ -1,6 +1,8 @@
 """The CPU rewrite computes the same function as the plain nets (fp32 rounding only), at awkward sizes too."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ import torch.nn.functional as F
 
 from stylecam import engine, models
 from stylecam.errors import StylecamError
+from stylecam.models import nhwc, winograd
+from stylecam.models.johnson_cpu import CpuJohnson
 from stylecam.models.optimize import SpaceToDepthConv, SubpixelUpConv, optimize_for_cpu
 from stylecam.weights import StyleInfo
 
@@ -101,3 +105,120 @@ def test_engine_compute_choice(monkeypatch):
     assert s.compute == "eager" and s.model is net
     with pytest.raises(StylecamError):
         engine.Stylizer(net, info, device="cpu", compute="turbo")
+
+
+# -- the channels-last Johnson pipeline and its parts -------------------------------------------------------------
+
+
+def _nhwc_padded(x: torch.Tensor, m: int) -> torch.Tensor:
+    """(1, C, h, w) -> the reflect-padded, tile-rounded (rows, cols, C) map ``winograd.conv3x3`` reads."""
+    _, c, h, w = x.shape
+    xp = torch.zeros(winograd.padded_shape(h, w, c, m))
+    xp[:h + 2, :w + 2] = F.pad(x, [1] * 4, mode="reflect")[0].permute(1, 2, 0)
+    return xp
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_winograd_transforms_compute_a_correlation(m):
+    bt, g, at = winograd.matrices(m)
+    torch.manual_seed(m)
+    d, k = torch.randn(m + 2, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    want = torch.stack([(d[i:i + 3] * k).sum() for i in range(m)])
+    assert torch.allclose(at @ ((g @ k) * (bt @ d)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("m,size", [(4, (13, 22)), (4, (8, 8)), (6, (17, 10)), (2, (5, 7))])
+def test_winograd_conv_matches_conv2d(m, size):
+    torch.manual_seed(sum(size))
+    x, w = torch.randn(1, 12, *size) * 3 + 1, torch.randn(20, 12, 3, 3) / 6
+    ref = F.conv2d(F.pad(x.double(), [1] * 4, mode="reflect"), w.double())[0].permute(1, 2, 0)
+    out = winograd.conv3x3(_nhwc_padded(x, m), winograd.weight_transform(w, m))[:size[0], :size[1]]
+    assert (out.double() - ref).abs().max() < 1e-4 * ref.abs().max()
+    centered = winograd.conv3x3(_nhwc_padded(x, m), winograd.weight_transform(w, m), center=True)[:size[0], :size[1]]
+    shift = (ref - centered.double()).mean((0, 1))  # one constant per channel
+    assert (centered.double() + shift - ref).abs().max() < 1e-4 * ref.abs().max()
+
+
+def test_channel_stats_survive_a_large_mean():
+    torch.manual_seed(0)
+    x = torch.randn(37, 29, 8) * 0.5 + torch.linspace(-300, 900, 8)  # mean / spread up to 1800
+    mean, var = nhwc.channel_stats(x)
+    xd = x.double().view(-1, 8)
+    assert torch.allclose(mean.double(), xd.mean(0), rtol=1e-6)
+    assert torch.allclose(var.double(), xd.var(0, unbiased=False), rtol=1e-4)
+
+
+def test_phase_stats_are_those_of_the_interleaved_map():
+    torch.manual_seed(1)
+    h, w, c = 9, 13, 5
+    o = torch.randn(h + 1, w + 1, 4 * c) * 2 + 7
+    full = torch.empty(h, 2, w, 2, c)
+    for q in range(4):
+        a, b = divmod(q, 2)
+        full[:, a, :, b] = o[a:a + h, b:b + w, q * c:(q + 1) * c]
+    mean, var = nhwc.phase_stats(o)
+    fd = full.double().view(-1, c)
+    assert torch.allclose(mean.double(), fd.mean(0), atol=1e-5)
+    assert torch.allclose(var.double(), fd.var(0, unbiased=False), rtol=1e-5)
+
+
+@pytest.mark.parametrize("p,mode", [(1, "reflect"), (4, "reflect"), (1, "replicate"), (3, "replicate")])
+def test_fill_border_matches_f_pad(p, mode):
+    x = torch.randn(1, 3, 11, 7)
+    buf = torch.full((11 + 2 * p, 7 + 2 * p, 3), float("nan"))
+    buf[p:p + 11, p:p + 7] = x[0].permute(1, 2, 0)
+    nhwc.fill_border(buf, p, 11, 7, mode)
+    assert torch.equal(buf, F.pad(x, [p] * 4, mode=mode)[0].permute(1, 2, 0))
+
+
+def _awkward(net: nn.Module) -> nn.Module:
+    """Negative and zero norm gammas: the sign flips and the constant-channel branch of the fold."""
+    with torch.no_grad():
+        for i, m in enumerate(x for x in net.modules() if isinstance(x, nn.InstanceNorm2d)):
+            m.weight[::3] *= -1
+            m.weight[1] = 0.0 if i % 2 else m.weight[1]
+    return net
+
+
+@pytest.mark.parametrize("size", [(64, 48), (36, 100)])
+def test_cpu_johnson_with_awkward_norms(size):
+    net = _awkward(_randomize(models.build("johnson", channels=(8, 16, 32), n_res=3), seed=3))
+    x = torch.from_numpy(_frame(*size, Path("/nonexistent"))).permute(2, 0, 1)[None].float()
+    with torch.inference_mode():
+        ref, out = net(x), CpuJohnson(net)(x)
+    assert ref.std() > 5
+    assert (ref.clamp(0, 255) - out.clamp(0, 255)).abs().max() <= 0.05
+
+
+def test_cpu_johnson_batches_and_falls_back():
+    net = _randomize(models.build("johnson", channels=(8, 16, 32), n_res=1), seed=4)
+    fast = CpuJohnson(net)
+    with torch.inference_mode():
+        x = torch.rand(2, 3, 32, 40) * 255
+        assert torch.allclose(fast(x), net(x), atol=0.05)
+        odd = torch.rand(1, 3, 30, 41) * 255  # not a multiple of 4: the plain net
+        assert torch.equal(fast(odd), net(odd))
+
+
+def test_cpu_johnson_is_safe_for_concurrent_workers():
+    """Pipeline workers share one module; the reused buffers are per thread."""
+    import threading
+
+    net = _randomize(models.build("johnson", channels=(8, 16, 32), n_res=2), seed=5)
+    fast = CpuJohnson(net)
+    xs = [torch.rand(1, 3, 48, 64) * 255 for _ in range(2)]
+    with torch.inference_mode():
+        want = [fast(x) for x in xs]
+    got = [[], []]
+
+    def work(i):
+        with torch.inference_mode():
+            for _ in range(5):
+                got[i].append(fast(xs[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(y, want[i]) for i in range(2) for y in got[i])

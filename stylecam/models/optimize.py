@@ -11,6 +11,9 @@ so outputs differ from the plain net by fp32 rounding only:
   replicate-padded LOW-resolution map producing the 4 output phases (2.25x fewer FLOPs, no upsampled copy);
 * instance norm + ReLU fused into one pass with an in-place activation.
 
+FastNet gets these layer swaps. The classic TransformerNet goes further, as one channels-last pipeline with
+Winograd residual convs and instance norms folded into their neighbours (``johnson_cpu``).
+
 ``optimize_for_cpu(model)`` returns a new module (the given one is not modified) with the same
 ``size_multiple``; sizes the rewrite cannot take run through the plain net.
 """
@@ -21,13 +24,6 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-# Space-to-depth factors for the full-resolution 9x9 convs (1 = plain conv). Measured at 640x480, 1 thread CPU
-# time, min of 5 on a busy machine: conv1 3->32 plain 101 ms, s=2 169 ms, s=4 174 ms (oneDNN already handles a
-# 3-channel input well); deconv3 32->3 plain 435 ms, s=2 273 ms, s=4 254 ms (s=2 had the better median).
-IN_FACTOR = 1
-OUT_FACTOR = 2
-
 
 # -- weight transforms ----------------------------------------------------------------------------------------
 def space_to_depth_weight(w: torch.Tensor, s: int, stride: int) -> torch.Tensor:
@@ -144,49 +140,6 @@ class NormReLU(nn.Module):
 
 
 # -- whole nets ------------------------------------------------------------------------------------------------
-class PaddedConv(nn.Module):
-    """Reflection pad + conv, the pad fused as one op call (kept for layers not worth rewriting)."""
-
-    def __init__(self, conv: nn.Conv2d, pad: int):
-        super().__init__()
-        self.conv, self.pad = conv, pad
-
-    def forward(self, x):
-        return self.conv(F.pad(x, [self.pad] * 4, mode="reflect"))
-
-
-class FastJohnson(nn.Module):
-    """The classic TransformerNet, rewritten layer by layer (see module docstring)."""
-
-    def __init__(self, net: nn.Module, in_factor: int = IN_FACTOR, out_factor: int = OUT_FACTOR):
-        super().__init__()
-        self.size_multiple = net.size_multiple
-        self.conv1 = SpaceToDepthConv(net.conv1.conv2d, 4, in_factor) if in_factor > 1 else PaddedConv(
-            net.conv1.conv2d, 4)
-        self.conv2 = PaddedConv(net.conv2.conv2d, 1)
-        self.conv3 = PaddedConv(net.conv3.conv2d, 1)
-        self.n1, self.n2, self.n3 = NormReLU(net.in1), NormReLU(net.in2), NormReLU(net.in3)
-        self.res = nn.ModuleList()
-        for i in range(1, net.n_res + 1):
-            r = getattr(net, f"res{i}")
-            self.res.append(nn.ModuleList([PaddedConv(r.conv1.conv2d, 1), NormReLU(r.in1),
-                                           PaddedConv(r.conv2.conv2d, 1), NormReLU(r.in2, relu=False)]))
-        self.deconv1, self.n4 = SubpixelUpConv(net.deconv1.conv2d), NormReLU(net.in4)
-        self.deconv2, self.n5 = SubpixelUpConv(net.deconv2.conv2d), NormReLU(net.in5)
-        self.deconv3 = SpaceToDepthConv(net.deconv3.conv2d, 4, out_factor) if out_factor > 1 else PaddedConv(
-            net.deconv3.conv2d, 4)
-
-    def forward(self, x):
-        y = self.n1(self.conv1(x))
-        y = self.n2(self.conv2(y))
-        y = self.n3(self.conv3(y))
-        for c1, n1, c2, n2 in self.res:
-            y = n2(c2(n1(c1(y)))).add_(y)
-        y = self.n4(self.deconv1(y))
-        y = self.n5(self.deconv2(y))
-        return self.deconv3(y)
-
-
 class FastUp(nn.Module):
     """FastNet's ``Up`` (nearest x2, [separable] reflection-padded 3x3 conv, norm, ReLU) at low resolution."""
 
@@ -226,7 +179,9 @@ def optimize_for_cpu(model: nn.Module) -> nn.Module:
 
     model = model.eval()
     if isinstance(model, TransformerNet):
-        out = FastJohnson(model)
+        from .johnson_cpu import CpuJohnson
+
+        out = CpuJohnson(model)
     elif isinstance(model, FastNet):
         out = _optimize_fast(model)
     else:
