@@ -224,11 +224,24 @@ def random_net(arch: str, seed: int = 0) -> torch.nn.Module:
     return m
 
 
-def pipeline_net(arch: str, style_model, style_name: str):
+def style_nets(style: Optional[str]) -> Dict[str, tuple]:
+    """arch -> (net, name) for ``--style``: the style itself, and shipped siblings named ``STYLE_*`` (gogh ->
+    gogh_classic) for the other architectures, so the bf16 error column is measured on real weights."""
+    from . import weights as weights_io
+
+    out: Dict[str, tuple] = {}
+    if not style:
+        return out
+    names = [style] + sorted(n for n in weights_io.available_styles() if n.startswith(f"{style}_"))
+    for name in names:
+        model, info = weights_io.load(name)
+        out.setdefault(getattr(model, "arch_name", info.arch), (model, info.name))
+    return out
+
+
+def pipeline_net(arch: str, nets: Dict[str, tuple]):
     """The style's own net for its architecture, random init for the others."""
-    if style_model is not None and getattr(style_model, "arch_name", None) == arch:
-        return style_model, style_name
-    return random_net(arch), "random init"
+    return nets.get(arch) or (random_net(arch), "random init")
 
 
 def run_bench(args) -> Dict[str, object]:
@@ -238,12 +251,7 @@ def run_bench(args) -> Dict[str, object]:
         if a not in models.names():
             raise StylecamError(f"unknown architecture {a!r} in --archs (known: {', '.join(models.names())})")
     order = [REFERENCE[0]] + [a for a in archs if a != REFERENCE[0]]  # the reference is always measured
-    style_model, style_name = None, "random init"
-    if args.style:
-        from . import weights as weights_io
-
-        style_model, info = weights_io.load(args.style)
-        style_name = info.name
+    style_model = style_nets(args.style)
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     n_frames = args.frames
     scale = float(args.scale)
@@ -258,7 +266,7 @@ def run_bench(args) -> Dict[str, object]:
             frame = np.ascontiguousarray(cv2.resize(src[0], (w, h), interpolation=cv2.INTER_AREA))
             clip_path = write_clip(src, (w, h), Path(tmp))
             for arch in order:
-                net = random_net(arch)
+                net, _ = pipeline_net(arch, style_model)
                 eager_out = None
                 for path in compute_paths(arch):
                     if arch not in archs and path.name != REFERENCE[1]:
@@ -278,7 +286,7 @@ def run_bench(args) -> Dict[str, object]:
                     _progress(args, f"net  {arch:8s} {path.name:15s} {size:9s} {r.median_ms:8.1f} ms")
                     if args.no_pipeline:
                         continue
-                    model, wname = pipeline_net(arch, style_model, style_name)
+                    model, wname = pipeline_net(arch, style_model)
                     frames = max(3, min(n_frames, int(args.budget * 1000 / max(r.median_ms, 1e-3))))
                     st = make_stylizer(model, path, scale)
                     # the reference runs as pytorch/examples would: one frame at a time
@@ -293,8 +301,7 @@ def run_bench(args) -> Dict[str, object]:
                     _progress(args, f"pipe {arch:8s} {path.name:15s} {size:9s} {p.fps:8.2f} fps")
     return {"system": system_info(),
             "reference": {"arch": REFERENCE[0], "compute": "plain eager fp32 (pytorch/examples TransformerNet)"},
-            "weights": {"network": "random init (timing does not depend on the weights)",
-                        "pipeline": style_name},
+            "weights": {a: style_model[a][1] if a in style_model else "random init" for a in order},
             "clip": str(clip) if clip is not None and clip.exists() else "synthetic",
             "network": [asdict(r) for r in nets], "pipeline": [asdict(p) for p in pipes]}
 
@@ -323,7 +330,7 @@ def run_soak(args) -> Dict[str, object]:
     if model is None:
         model, wname = random_net(arch), "random init"
     w, h = parse_sizes(args.sizes)[0] if args.sizes != DEFAULT_SIZES else (640, 480)
-    stylizer = make_stylizer(model, ComputePath("default", "cpu", "fp32", "auto"), float(args.scale))
+    stylizer = make_stylizer(model, ComputePath("default", "cpu", "auto", "auto"), float(args.scale))
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     with tempfile.TemporaryDirectory(prefix="stylecam-soak-") as tmp:
         path = write_clip(source_frames(clip, 90), (w, h), Path(tmp))
@@ -360,8 +367,9 @@ def format_table(res: Dict[str, object]) -> str:
              f"torch {s['torch']}  opencv {s['opencv']}  numpy {s['numpy']}",
              f"reference: {res['reference']['arch']} {res['reference']['compute']}; speedup = reference ms / ms "
              f"(network) or fps / reference fps (pipeline), same size, same run",
-             f"weights: network part {res['weights']['network']}; pipeline part {res['weights']['pipeline']}; "
-             f"clip {res['clip']}", "",
+             "weights: " + ", ".join(f"{a} {n}" for a, n in res["weights"].items()) +
+             " (timing does not depend on the weights; max|diff| does: it is on 0..255, vs the same net's eager "
+             f"fp32 output on the clip's first frame); clip {res['clip']}", "",
              "network alone (stylize_tensor on one frame)",
              f"{'arch':8s} {'compute':15s} {'size':9s} {'n':>3s} {'median ms':>10s} {'p90 ms':>8s} {'fps':>7s} "
              f"{'speedup':>8s} {'max|diff|':>9s}"]
@@ -403,7 +411,8 @@ def register(sub) -> None:
                                                               "(at least 3; default 20)")
     p.add_argument("--frames", type=int, default=60, help="frames per pipeline run (default 60)")
     p.add_argument("--quick", action="store_true", help="one small size, few runs (for tests and smoke checks)")
-    p.add_argument("--style", default=None, help="weights for the pipeline part (default: random init)")
+    p.add_argument("--style", default=None, help="shipped style for the nets (its own arch, STYLE_* siblings for the others; "
+                   "default: random init)")
     p.add_argument("--scale", default="1.0", help="processing scale for the pipeline part (default 1.0)")
     p.add_argument("--clip", default=None, help="video file for the pipeline (default: a clip in shared data)")
     p.add_argument("--no-pipeline", action="store_true", help="time the networks only")
