@@ -38,7 +38,7 @@ from stylecam.engine import cpu_has_native_bf16
 from stylecam.errors import StylecamError
 
 from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, holdout, load_rgb, to_tensor
-from .losses import PerceptualLoss
+from .losses import PerceptualLoss, ShiftConsistencyLoss
 from .lossnets import build_loss_net
 from .paintings import credit_for
 
@@ -51,6 +51,7 @@ DEFAULTS: Dict[str, Any] = {
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
+    "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0,
 }
 
 
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float)
     p.add_argument("--style-weight", type=float)
     p.add_argument("--tv-weight", type=float)
+    p.add_argument("--temporal-weight", type=float,
+                   help="weight of the shift/noise consistency term that steadies video (0 = off)")
     p.add_argument("--lr", type=float, help="Adam learning rate (cosine-decayed to --lr-final)")
     p.add_argument("--lr-final", type=float)
     p.add_argument("--seed", type=int)
@@ -230,6 +233,8 @@ class Run:
         self.loss_net = build_loss_net(cfg["loss_net"]).to(self.device, memory_format=self.mem_format)
         self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
                                         cfg["tv_weight"])
+        self.temporal = ShiftConsistencyLoss(cfg["temporal_shift"], cfg["temporal_noise"],
+                                             multiple=getattr(self.model, "size_multiple", 4))
         self.net = DistributedDataParallel(self.model) if self.distributed else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self.step = 0
@@ -273,7 +278,8 @@ class Run:
         if self.main:
             changed = [k for k in ("style_image", "dataset", "loss_net", "image_size", "style_size", "batch_size",
                                    "steps", "content_weight", "style_weight", "tv_weight", "lr", "lr_final", "seed",
-                                   "loss_jitter") if k in saved and saved[k] != self.cfg[k]]
+                                   "loss_jitter", "temporal_weight", "temporal_shift", "temporal_noise")
+                        if k in saved and saved[k] != self.cfg[k]]
             if changed:
                 warnings.warn(f"resuming with changed settings {', '.join(f'{k}: {saved[k]!r} -> {self.cfg[k]!r}' for k in changed)}; "
                               f"the loss curve will differ from an uninterrupted run")
@@ -385,8 +391,13 @@ class Run:
                     g["lr"] = lr_at(self.step, cfg)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     out = self.net(batch)
+                    full_out = out
                     out, photo = self.jitter(out, batch)
                     parts = self.criterion(out / 255.0, photo / 255.0)
+                    if cfg["temporal_weight"] > 0:
+                        g = torch.Generator().manual_seed(cfg["seed"] * 7_000_003 + self.step)
+                        parts["temporal"] = self.temporal(self.model, batch, full_out, g)
+                        parts["total"] = parts["total"] + cfg["temporal_weight"] * parts["temporal"]
                 self.opt.zero_grad(set_to_none=True)
                 parts["total"].backward()
                 self.opt.step()
@@ -481,7 +492,8 @@ def _final_losses(csv_path: Path, frac: float = 0.05) -> Dict[str, float]:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     tail = rows[-max(1, int(len(rows) * frac)):]
-    return {k: round(sum(float(r[k]) for r in tail) / len(tail), 5) for k in ("total", "content", "style", "tv")}
+    keys = [k for k in ("total", "content", "style", "tv", "temporal") if k in rows[-1]]
+    return {k: round(sum(float(r[k]) for r in tail) / len(tail), 5) for k in keys}
 
 
 def _worker_init(_):
