@@ -94,6 +94,13 @@ def _plan_folder(src: Path, dst: Path) -> Plan:
     return Plan(src, dst, "dir", images=images)
 
 
+def _stability(value: Optional[float]) -> float:
+    """The CLI's ``--stability``: unset means the default strength (steady video without asking)."""
+    from .stabilize import DEFAULT_STRENGTH
+
+    return DEFAULT_STRENGTH if value is None else value
+
+
 def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameFn,
             stability: Optional[float] = None, workers: int = 1) -> Iterator[Tuple[T, np.ndarray]]:
     """``(item, painted frame)`` in input order. ``workers`` frames are stylized at once; the optical-flow
@@ -242,8 +249,8 @@ def register(sub) -> None:
                     help="process at this fraction of the size (faster, coarser); output keeps the input size")
     ap.add_argument("--strength", type=float, default=1.0, help="0..1 blend with the original (default 1)")
     ap.add_argument("--preserve-colors", action="store_true", help="keep the input's colours, paint the light")
-    ap.add_argument("--stability", type=float, default=0.0, metavar="K",
-                    help="flicker removal for videos and GIFs, 0..1 (0 = off, 0.8 = strong)")
+    ap.add_argument("--stability", type=float, default=None, metavar="K",
+                    help="flicker removal for videos and GIFs, in [0, 1) (default 0.95; 0 = off)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     ap.add_argument("--precision", default=None, help="auto, fp32, fp16 or bf16")
     ap.add_argument("--workers", type=int, default=None, metavar="N",
@@ -273,7 +280,7 @@ def run(args) -> int:
     workers = pick_workers(args.workers, stylizer.device.type)
     previous = _stop_on_sigterm()
     try:
-        out = convert(args.input, args.output, stylizer, progress=not args.quiet, stability=args.stability,
+        out = convert(args.input, args.output, stylizer, progress=not args.quiet, stability=_stability(args.stability),
                       workers=workers)
     except KeyboardInterrupt:
         print("stylecam: interrupted; no output written", file=sys.stderr)

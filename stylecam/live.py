@@ -357,7 +357,12 @@ def pick_workers(requested: Optional[int], device: str) -> int:
 
 
 def make_stabilizer(stability: Optional[float]) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """``--stability`` -> ``f(original, stylized) -> stylized`` (optical-flow flicker removal), or None."""
+    """``--stability`` -> ``f(original, stylized) -> stylized`` (optical-flow flicker removal), or None for 0.
+    None means the default strength: steady video is what users expect without asking."""
+    from .stabilize import DEFAULT_STRENGTH
+
+    if stability is None:
+        stability = DEFAULT_STRENGTH
     if not stability:
         return None
     from .stabilize import Stabilizer
@@ -581,8 +586,8 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default=None)
     p.add_argument("--strength", type=float, default=1.0, help="0..1 blend with the camera picture")
     p.add_argument("--preserve-colors", action="store_true", help="keep the camera's colours")
-    p.add_argument("--stability", type=float, default=0.0, metavar="K", help="flicker removal strength in "
-                   "[0, 1): weight of the motion-compensated previous frame (0 = off, 0.8 = typical)")
+    p.add_argument("--stability", type=float, default=None, metavar="K", help="flicker removal strength in "
+                   "[0, 1): weight of the motion-compensated previous frame (default 0.95; 0 = off)")
     p.set_defaults(func=run)
 
 

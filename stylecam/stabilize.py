@@ -5,8 +5,23 @@ brush strokes boil. The stabilizer carries the previous *output* along the input
 into the current output where that flow can be trusted: forward-backward consistent (not occluded) and
 photometrically right (the previous input, warped, matches the current input - where it does not, a moving
 person would leave a ghost, so the fresh stylization is used there). The blend is recursive, so the output is
-an exponential moving average along motion trajectories. Flow is computed on a small grey copy of the input
-(a few ms at 640x480) and upsampled; a scene cut resets the state.
+an exponential moving average along motion trajectories. A scene cut resets the state.
+
+Two things decide how good that average is (measured on the bench clips, see docs/flicker.txt):
+
+- Flow precision. The carried texture is as sharp as a stylization gets, so a flow error of a fraction of a
+  pixel already shows as flicker. The flow runs on a grey copy of about ``FLOW_AREA`` pixels (half size at
+  640x480): at a quarter of that, the old default, DIS's finest level is too coarse and the stabilized output
+  kept 1.6-2.6x the input's flicker; sub-pixel rounding or snapping of the flow did not help.
+- Texture. Averaging stylizations whose strokes differ frame to frame, and resampling the carried frame every
+  frame, both wash the strokes out (the old blend kept 50-85% of the detail). The blend's band-pass energy is
+  therefore brought back up to the fresh stylization's, smoothed over ``DETAIL_WINDOW`` px: a gain that
+  follows the fresh frame cannot run away, and the strokes it amplifies are the stable, averaged ones.
+  (Stabilizing at the net's processing size and upsampling after was measured worse: 1.6-2.5x the input's
+  flicker at scale 0.5 - a flow error there is twice as large against the strokes.)
+
+The rest is the net's job: a style trained with the shift/noise consistency term
+(``training.losses.ShiftConsistencyLoss``, the shipped gogh) boils about half as much before this runs.
 """
 from __future__ import annotations
 
@@ -18,32 +33,37 @@ import numpy as np
 from . import flow as fl
 from .errors import StylecamError
 
-DEFAULT_STRENGTH = 0.9  # measured: the lowest that halves flicker on every clip; see the bench
-FLOW_SIDE = 160  # long side of the frame the flow is computed on
-FLOW_METHOD = "dis_medium"  # at 160 px: ~2.5 ms; ultrafast/fast flows left 1.5-2x more flicker (measured)
+DEFAULT_STRENGTH = 0.95  # measured on the bench clips; see docs/flicker.txt
+FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on: ~8 ms of DIS medium on one core
+FLOW_METHOD = "dis_medium"  # at equal cost dis_fast/ultrafast on a larger copy were no better (measured)
 # Photometric check on the 0..255 grey input: below LO the warped previous input matches (full weight), above
 # HI it does not (no weight, fresh stylization): clears sensor noise, catches flow errors that would ghost.
 PHOTO_LO = 6.0
 PHOTO_HI = 20.0
 FB_SLACK = 0.3  # consistency slack in flow-resolution px^2 (Ruder et al. use 0.5 px^2 at full size)
+DETAIL_BAND = 5  # box high-pass size (px): the stroke band the detail restoration matches
+DETAIL_WINDOW = 24  # px over which its energy is compared: smaller windows follow the boiling and flicker
+DETAIL_MAX_GAIN = 2.0
 
 
 class Stabilizer:
     """``stab(input_frame, stylized_frame) -> stabilized_frame`` (RGB uint8, same shape), one per video stream.
 
     ``strength`` in [0, 1): the weight of the motion-compensated previous output where the flow is reliable;
-    0 turns it off. Keeps the previous input and output between calls; :meth:`reset` forgets them.
+    0 turns it off. ``restore_detail=False`` leaves out the detail restoration (for comparison). Keeps the
+    previous input and output between calls; :meth:`reset` forgets them.
     """
 
-    def __init__(self, strength: float = DEFAULT_STRENGTH, flow_side: int = FLOW_SIDE,
-                 method: str = FLOW_METHOD, fb_check: bool = False):
+    def __init__(self, strength: float = DEFAULT_STRENGTH, flow_area: int = FLOW_AREA,
+                 method: str = FLOW_METHOD, fb_check: bool = False, restore_detail: bool = True):
         strength = float(strength)
         if not 0.0 <= strength < 1.0:
             raise StylecamError(f"stability must be in [0, 1) (0 = off, {DEFAULT_STRENGTH} = default), "
                                 f"got {strength:g}")
         self.strength = strength
-        self.flow_side = int(flow_side)
+        self.flow_area = int(flow_area)
         self.fb_check = fb_check
+        self.restore_detail = restore_detail
         self._flow = fl.FlowEstimator(method)
         self.cuts = 0  # scene cuts seen (state resets), for reports
         self.reset()
@@ -57,7 +77,7 @@ class Stabilizer:
 
     def _small(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        s = min(1.0, self.flow_side / max(h, w))
+        s = min(1.0, (self.flow_area / (h * w)) ** 0.5)
         if s < 1.0:
             frame = cv2.resize(frame, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
         return fl.gray(frame)
@@ -82,20 +102,47 @@ class Stabilizer:
 
     def _blend(self, prev_out: np.ndarray, stylized: np.ndarray, back: np.ndarray, w_small: np.ndarray) -> np.ndarray:
         """Warp the previous output by the upsampled flow and blend, in preallocated full-size buffers
-        (allocating ~4 MB a frame costs as much as the arithmetic at 640x480)."""
+        (allocating ~4 MB a frame costs as much as the arithmetic at 640x480). remap runs on a 4-channel
+        copy: OpenCV's vectorised path makes that, conversions included, half the time of 3 channels."""
         h, w = stylized.shape[:2]
         if self._buf is None or self._buf["map"].shape[:2] != (h, w):
-            self._buf = {"map": np.empty((h, w, 2), np.float32), "warped": np.empty(stylized.shape, np.uint8),
-                         "w": np.empty((h, w), np.float32), "w1": np.empty((h, w), np.float32)}
+            self._buf = {"map": np.empty((h, w, 2), np.float32), "rgba": np.empty((h, w, 4), np.uint8),
+                         "warped4": np.empty((h, w, 4), np.uint8), "warped": np.empty((h, w, 3), np.uint8),
+                         "w": np.empty((h, w), np.float32), "w1": np.empty((h, w), np.float32),
+                         "gain": np.empty((h, w), np.float32), "gain1": np.empty((h, w), np.float32)}
         b = self._buf
-        cv2.resize(back, (w, h), dst=b["map"], interpolation=cv2.INTER_LINEAR)
         sh, sw = back.shape[:2]
-        np.multiply(b["map"], np.array([w / sw, h / sh], np.float32), out=b["map"])
-        np.add(b["map"], fl.grid(h, w), out=b["map"])
-        cv2.remap(prev_out, b["map"], None, cv2.INTER_LINEAR, dst=b["warped"], borderMode=cv2.BORDER_REPLICATE)
+        cv2.resize(back * np.array([w / sw, h / sh], np.float32), (w, h), dst=b["map"],
+                   interpolation=cv2.INTER_LINEAR)
+        cv2.add(b["map"], fl.grid(h, w), dst=b["map"])
+        cv2.cvtColor(prev_out, cv2.COLOR_RGB2RGBA, dst=b["rgba"])
+        cv2.remap(b["rgba"], b["map"], None, cv2.INTER_LINEAR, dst=b["warped4"], borderMode=cv2.BORDER_REPLICATE)
+        cv2.cvtColor(b["warped4"], cv2.COLOR_RGBA2RGB, dst=b["warped"])
         cv2.resize(w_small, (w, h), dst=b["w"], interpolation=cv2.INTER_LINEAR)
         np.subtract(np.float32(1.0), b["w"], out=b["w1"])
-        return cv2.blendLinear(b["warped"], np.ascontiguousarray(stylized), b["w"], b["w1"])
+        return cv2.blendLinear(b["warped"], stylized, b["w"], b["w1"])
+
+    def _restore(self, blend: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        """Scale the blend's stroke band (blend minus its box blur) so its local energy matches the fresh
+        stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes.
+        Energies are smoothed on a 4x smaller grid: the gain is smooth anyway, and that keeps it ~2 ms."""
+        h, w = blend.shape[:2]
+        band = (DETAIL_BAND, DETAIL_BAND)
+        lw, lh = max(1, w // 4), max(1, h // 4)
+        k = max(1, DETAIL_WINDOW // 4)
+        energy = []
+        for img in (blend, stylized):
+            g = fl.gray(img).astype(np.float32)
+            hp = g - cv2.blur(g, band)
+            e = cv2.resize(hp * hp, (lw, lh), interpolation=cv2.INTER_AREA)
+            energy.append(cv2.blur(e, (k, k)))
+        gain = np.sqrt((energy[1] + 1.0) / (energy[0] + 1.0))
+        np.clip(gain, 1.0, DETAIL_MAX_GAIN, out=gain)
+        b = self._buf
+        cv2.resize(gain, (w, h), dst=b["gain"], interpolation=cv2.INTER_LINEAR)
+        np.subtract(np.float32(1.0), b["gain"], out=b["gain1"])
+        # blend + (gain - 1) * (blend - blur(blend)), as one saturating weighted sum
+        return cv2.blendLinear(blend, cv2.blur(blend, band), b["gain"], b["gain1"])
 
     def __call__(self, input_frame: np.ndarray, stylized_frame: np.ndarray) -> np.ndarray:
         if input_frame.shape[:2] != stylized_frame.shape[:2]:
@@ -114,9 +161,12 @@ class Stabilizer:
             out = stylized_frame
             self.last_weight = None
         else:
+            stylized = np.ascontiguousarray(stylized_frame)
             back = self._flow(small, self._prev_small)
             w_small = self.weight(small, back)
             self.last_weight = w_small
-            out = self._blend(prev_out, stylized_frame, back, w_small)
+            out = self._blend(prev_out, stylized, back, w_small)
+            if self.restore_detail:
+                out = self._restore(out, stylized)
         self._prev_small, self._prev_thumb, self._prev_out = small, thumb, out
         return out
