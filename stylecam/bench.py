@@ -191,6 +191,33 @@ def write_clip(frames: List[np.ndarray], size: tuple[int, int], folder: Path) ->
     return path
 
 
+class Stabilized:
+    """A stylizer followed by the default flicker stabilizer, split as ``live.LiveStyler`` is: ``stylize`` runs
+    in parallel workers, ``finish`` (the stabilizer, which carries the previous frame) in capture order."""
+
+    def __init__(self, stylizer, strength: Optional[float] = None):
+        from .stabilize import DEFAULT_STRENGTH, Stabilizer
+
+        self.stylizer, self.device = stylizer, stylizer.device
+        self.stabilizer = Stabilizer(DEFAULT_STRENGTH if strength is None else strength)
+
+    def stylize(self, rgb: np.ndarray) -> np.ndarray:
+        return self.stylizer(rgb)
+
+    def finish(self, rgb: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.stabilizer(rgb, y)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.finish(rgb, self.stylize(rgb))
+
+
+def is_live_default(model: torch.nn.Module, path: ComputePath) -> bool:
+    """Whether ``stylecam live`` would pick this compute path for this net on this machine."""
+    dev = engine.pick_device(None)
+    return (path.device == dev.type and path.precision == engine.pick_precision(dev, None, model)
+            and path.compute == engine.pick_compute(dev, None))
+
+
 def bench_pipeline(stylizer, clip: Path, frames: int, loop: bool = False, realtime: bool = False,
                    stop_after: Optional[float] = None, workers: int = 1):
     """Runs ``live.Pipeline`` (file source, headless sink) as ``stylecam live`` would, with ``workers``
@@ -252,6 +279,7 @@ def run_bench(args) -> Dict[str, object]:
             raise StylecamError(f"unknown architecture {a!r} in --archs (known: {', '.join(models.names())})")
     order = [REFERENCE[0]] + [a for a in archs if a != REFERENCE[0]]  # the reference is always measured
     style_model = style_nets(args.style)
+    threads = torch.get_num_threads()
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     n_frames = args.frames
     scale = float(args.scale)
@@ -291,6 +319,7 @@ def run_bench(args) -> Dict[str, object]:
                     st = make_stylizer(model, path, scale)
                     # the reference runs as pytorch/examples would: one frame at a time
                     nw = 1 if (arch, path.name) == REFERENCE else pick_workers(args.workers, st.device.type)
+                    torch.set_num_threads(threads)  # pick_workers set it for the pipeline; the nets keep theirs
                     stats = bench_pipeline(st, clip_path, frames, workers=nw)
                     p = PipeResult(arch, path.name, size, scale, wname, stats.shown, stats.fps,
                                    stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
@@ -299,6 +328,14 @@ def run_bench(args) -> Dict[str, object]:
                     p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
                     pipes.append(p)
                     _progress(args, f"pipe {arch:8s} {path.name:15s} {size:9s} {p.fps:8.2f} fps")
+                    if (arch, path.name) != REFERENCE and is_live_default(model, path):
+                        # what `stylecam live` runs by default: this path plus the flicker stabilizer
+                        stats = bench_pipeline(Stabilized(st), clip_path, frames, workers=nw)
+                        p = PipeResult(arch, path.name + "+stab", size, scale, wname, stats.shown, stats.fps,
+                                       stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
+                        p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
+                        pipes.append(p)
+                        _progress(args, f"pipe {arch:8s} {p.compute:15s} {size:9s} {p.fps:8.2f} fps")
     return {"system": system_info(),
             "reference": {"arch": REFERENCE[0], "compute": "plain eager fp32 (pytorch/examples TransformerNet)"},
             "weights": {a: style_model[a][1] if a in style_model else "random init" for a in order},
@@ -346,15 +383,17 @@ def run_soak(args) -> Dict[str, object]:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         workers = pick_workers(args.workers, stylizer.device.type)
-        stats = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True, stop_after=args.soak * 60,
-                               workers=workers)
+        # as `stylecam live` runs by default: the flicker stabilizer after the net, in frame order
+        stats = bench_pipeline(Stabilized(stylizer), path, frames=0, loop=True, realtime=True,
+                               stop_after=args.soak * 60, workers=workers)
         done.set()
         sampler.join()
         samples.append((time.perf_counter() - t0, rss_mb()))
     rss = [s[1] for s in samples]
     warm = [s[1] for s in samples if s[0] >= min(30.0, samples[-1][0] / 4)] or rss
     return {"system": system_info(), "soak_minutes": args.soak, "size": f"{w}x{h}", "weights": wname,
-            "compute": stylizer.compute, "workers": workers, "pipeline": stats.as_dict(),
+            "compute": f"{stylizer.compute} {stylizer.precision} + stabilizer", "workers": workers,
+            "pipeline": stats.as_dict(),
             "rss_mb": {"start": rss[0], "end": rss[-1], "peak": max(rss), "after_warmup": warm[0],
                        "growth_after_warmup": rss[-1] - warm[0], "samples": len(rss)}}
 
@@ -371,19 +410,19 @@ def format_table(res: Dict[str, object]) -> str:
              " (timing does not depend on the weights; max|diff| does: it is on 0..255, vs the same net's eager "
              f"fp32 output on the clip's first frame); clip {res['clip']}", "",
              "network alone (stylize_tensor on one frame)",
-             f"{'arch':8s} {'compute':15s} {'size':9s} {'n':>3s} {'median ms':>10s} {'p90 ms':>8s} {'fps':>7s} "
+             f"{'arch':8s} {'compute':19s} {'size':9s} {'n':>3s} {'median ms':>10s} {'p90 ms':>8s} {'fps':>7s} "
              f"{'speedup':>8s} {'max|diff|':>9s}"]
     for r in res["network"]:
         diff = f"{r['max_abs_diff']:.4f}" if r["max_abs_diff"] is not None else "-"
-        lines.append(f"{r['arch']:8s} {r['compute']:15s} {r['size']:9s} {r['n']:3d} {r['median_ms']:10.1f} "
+        lines.append(f"{r['arch']:8s} {r['compute']:19s} {r['size']:9s} {r['n']:3d} {r['median_ms']:10.1f} "
                      f"{r['p90_ms']:8.1f} {r['fps']:7.2f} {r['speedup_vs_reference']:7.2f}x {diff:>9s}")
     if res["pipeline"]:
         lines += ["", "live pipeline (video file -> stylize -> headless sink, every frame)",
-                  f"{'arch':8s} {'compute':15s} {'size':9s} {'scale':>5s} {'wk':>2s} {'frames':>6s} {'fps':>7s} "
+                  f"{'arch':8s} {'compute':19s} {'size':9s} {'scale':>5s} {'wk':>2s} {'frames':>6s} {'fps':>7s} "
                   f"{'lat med':>8s} {'lat p90':>8s} {'drop':>5s} {'speedup':>8s}"]
         for p in res["pipeline"]:
             sp = f"{p['speedup_vs_reference']:7.2f}x" if p["speedup_vs_reference"] else "      -"
-            lines.append(f"{p['arch']:8s} {p['compute']:15s} {p['size']:9s} {p['scale']:5.2f} "
+            lines.append(f"{p['arch']:8s} {p['compute']:19s} {p['size']:9s} {p['scale']:5.2f} "
                          f"{p.get('workers', 1):2d} {p['frames']:6d} "
                          f"{p['fps']:7.2f} {p['latency_ms_median']:8.1f} {p['latency_ms_p90']:8.1f} "
                          f"{p['dropped']:5d} {sp}")
