@@ -57,8 +57,8 @@ def test_optimized_matches_plain(arch, config, size):
 
     net = _randomize(models.build(arch, **config), seed=len(config))
     info = StyleInfo(name="t", arch=arch)
-    plain = engine.Stylizer(net, info, device="cpu", compute="eager")
-    fast = engine.Stylizer(net, info, device="cpu", compute="optimized")
+    plain = engine.Stylizer(net, info, device="cpu", precision="fp32", compute="eager")
+    fast = engine.Stylizer(net, info, device="cpu", precision="fp32", compute="optimized")  # the exact rewrite
     frame = _frame(*size, DATA)
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
     a, b = plain.stylize_tensor(x), fast.stylize_tensor(x)
