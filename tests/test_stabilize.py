@@ -94,3 +94,13 @@ def test_off_size_change_and_bad_strength():
             Stabilizer(bad)
     with pytest.raises(ValueError):
         st(frames[0], styl[0][:32])
+
+
+@pytest.mark.parametrize("clip", ["vidstab_webcam_person.gif", "vidstab_ostrich.gif"])
+def test_shipped_default_meets_the_flicker_goal_on_real_clips(data_dir, clip):
+    """The shipped gogh with the default stabilizer, as `stylecam bench --flicker` measures it: at most 1.5x the
+    input's own warping error, at most half of per-frame stylization, and the strokes kept."""
+    r = flicker.measure_clip(data_dir / "clips" / clip, "gogh", scale=0.5)
+    q = r["ratio"]
+    assert q["stabilized_to_input"] <= 1.5 and q["stabilized_to_stylized"] <= 0.5, q
+    assert r["detail_retained"] >= 0.8, r["detail_retained"]
