@@ -27,7 +27,7 @@ import torch
 
 from . import engine, models
 from .errors import StylecamError
-from .live import pick_workers
+from .live import pick_workers, workers_for
 from .weights import StyleInfo
 
 DEFAULT_SIZES = "320x240,640x480,1280x720"
@@ -196,10 +196,10 @@ class Stabilized:
     in parallel workers, ``finish`` (the stabilizer, which carries the previous frame) in capture order."""
 
     def __init__(self, stylizer, strength: Optional[float] = None):
-        from .stabilize import DEFAULT_STRENGTH, Stabilizer
+        from .stabilize import Stabilizer, strength_or_default
 
         self.stylizer, self.device = stylizer, stylizer.device
-        self.stabilizer = Stabilizer(DEFAULT_STRENGTH if strength is None else strength)
+        self.stabilizer = Stabilizer(strength_or_default(strength))
 
     def stylize(self, rgb: np.ndarray) -> np.ndarray:
         return self.stylizer(rgb)
@@ -279,7 +279,6 @@ def run_bench(args) -> Dict[str, object]:
             raise StylecamError(f"unknown architecture {a!r} in --archs (known: {', '.join(models.names())})")
     order = [REFERENCE[0]] + [a for a in archs if a != REFERENCE[0]]  # the reference is always measured
     style_model = style_nets(args.style)
-    threads = torch.get_num_threads()
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     n_frames = args.frames
     scale = float(args.scale)
@@ -318,24 +317,20 @@ def run_bench(args) -> Dict[str, object]:
                     frames = max(3, min(n_frames, int(args.budget * 1000 / max(r.median_ms, 1e-3))))
                     st = make_stylizer(model, path, scale)
                     # the reference runs as pytorch/examples would: one frame at a time
-                    nw = 1 if (arch, path.name) == REFERENCE else pick_workers(args.workers, st.device.type)
-                    torch.set_num_threads(threads)  # pick_workers set it for the pipeline; the nets keep theirs
-                    stats = bench_pipeline(st, clip_path, frames, workers=nw)
-                    p = PipeResult(arch, path.name, size, scale, wname, stats.shown, stats.fps,
-                                   stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
-                    if (arch, path.name) == REFERENCE:
-                        ref_pipe[size] = p.fps
-                    p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
-                    pipes.append(p)
-                    _progress(args, f"pipe {arch:8s} {path.name:15s} {size:9s} {p.fps:8.2f} fps")
+                    nw = 1 if (arch, path.name) == REFERENCE else workers_for(args.workers, st.device.type)
+                    runs = [(st, path.name)]
                     if (arch, path.name) != REFERENCE and is_live_default(model, path):
                         # what `stylecam live` runs by default: this path plus the flicker stabilizer
-                        stats = bench_pipeline(Stabilized(st), clip_path, frames, workers=nw)
-                        p = PipeResult(arch, path.name + "+stab", size, scale, wname, stats.shown, stats.fps,
+                        runs.append((Stabilized(st), path.name + "+stab"))
+                    for process, compute in runs:
+                        stats = bench_pipeline(process, clip_path, frames, workers=nw)
+                        p = PipeResult(arch, compute, size, scale, wname, stats.shown, stats.fps,
                                        stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
+                        if (arch, compute) == REFERENCE:
+                            ref_pipe[size] = p.fps
                         p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
                         pipes.append(p)
-                        _progress(args, f"pipe {arch:8s} {p.compute:15s} {size:9s} {p.fps:8.2f} fps")
+                        _progress(args, f"pipe {arch:8s} {compute:19s} {size:9s} {p.fps:8.2f} fps")
     return {"system": system_info(),
             "reference": {"arch": REFERENCE[0], "compute": "plain eager fp32 (pytorch/examples TransformerNet)"},
             "weights": {a: style_model[a][1] if a in style_model else "random init" for a in order},
@@ -382,7 +377,7 @@ def run_soak(args) -> Dict[str, object]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        workers = pick_workers(args.workers, stylizer.device.type)
+        workers = workers_for(args.workers, stylizer.device.type)
         # as `stylecam live` runs by default: the flicker stabilizer after the net, in frame order
         stats = bench_pipeline(Stabilized(stylizer), path, frames=0, loop=True, realtime=True,
                                stop_after=args.soak * 60, workers=workers)

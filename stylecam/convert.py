@@ -94,13 +94,6 @@ def _plan_folder(src: Path, dst: Path) -> Plan:
     return Plan(src, dst, "dir", images=images)
 
 
-def _stability(value: Optional[float]) -> float:
-    """The CLI's ``--stability``: unset means the default strength (steady video without asking)."""
-    from .stabilize import DEFAULT_STRENGTH
-
-    return DEFAULT_STRENGTH if value is None else value
-
-
 def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameFn,
             stability: Optional[float] = None, workers: int = 1) -> Iterator[Tuple[T, np.ndarray]]:
     """``(item, painted frame)`` in input order. ``workers`` frames are stylized at once; the optical-flow
@@ -273,6 +266,7 @@ def _stop_on_sigterm():
 def run(args) -> int:
     from .engine import load
     from .live import pick_workers
+    from .stabilize import strength_or_default
 
     plan(args.input, args.output)  # bad paths fail before the style is loaded
     stylizer = load(args.style, device=args.device, precision=args.precision, strength=args.strength,
@@ -280,8 +274,8 @@ def run(args) -> int:
     workers = pick_workers(args.workers, stylizer.device.type)
     previous = _stop_on_sigterm()
     try:
-        out = convert(args.input, args.output, stylizer, progress=not args.quiet, stability=_stability(args.stability),
-                      workers=workers)
+        out = convert(args.input, args.output, stylizer, progress=not args.quiet,
+                      stability=strength_or_default(args.stability), workers=workers)
     except KeyboardInterrupt:
         print("stylecam: interrupted; no output written", file=sys.stderr)
         return 130

@@ -146,6 +146,8 @@ class Stylizer:
         self.strength = strength
         self.preserve_colors = preserve_colors
         self.scale = scale
+        # Native bf16 on the CPU runs the whole net as a bf16 channels-last module, not under autocast
+        self.bf16_module = self.device.type == "cpu" and self.compute == "optimized" and self.precision == "bf16"
         self.model = self._prepare(model)
 
     # -- compute path --------------------------------------------------------------------------------------
@@ -158,10 +160,10 @@ class Stylizer:
             model = torch.jit.script(model) if _scriptable(model) else model
         elif self.device.type == "cpu":
             torch.set_flush_denormal(True)
-            if self.compute == "optimized" and self.precision == "bf16":
-                # Native bf16: the whole net in bf16 channels-last (oneDNN's fastest layout), not autocast,
-                # which re-casts every weight every call. Measured here at 640x480: classic 281 vs 568 ms
-                # eager fp32, fast 24 vs 56 ms; output within 2/255 of fp32 on shipped styles.
+            if self.bf16_module:
+                # oneDNN's fastest layout; autocast would re-cast every weight every call. Measured here at
+                # 640x480: fast 24 vs 56 ms eager fp32; output within 2-4/255 of fp32 on the shipped fast styles
+                # (7/255 for gogh_classic). A copy: callers (the bench) may reuse the fp32 module.
                 model = copy.deepcopy(model).to(memory_format=torch.channels_last).to(torch.bfloat16)
             elif self.compute == "optimized":
                 from .models.optimize import optimize_for_cpu
@@ -177,7 +179,7 @@ class Stylizer:
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """1x3xHxW float 0..255 on any device -> same shape, fp32, clamped 0..255, on this device."""
         x = x.to(self.device)
-        if self.precision == "bf16" and self.device.type == "cpu" and self.compute == "optimized":
+        if self.bf16_module:
             y = run_padded(self.model, x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last),
                            self.multiple)
         elif self.precision == "bf16":

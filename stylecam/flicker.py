@@ -199,9 +199,9 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
                  max_frames: Optional[int] = None) -> dict:
     """Stylize ``clip`` once, stabilize that same stylization, and measure everything in one pass."""
     from . import engine
-    from .stabilize import DEFAULT_STRENGTH, Stabilizer
+    from .stabilize import Stabilizer, strength_or_default
 
-    strength = DEFAULT_STRENGTH if stability is None else float(stability)
+    strength = strength_or_default(stability)
     stylizer = engine.load(style, device=device, precision=precision, scale=scale)
     stabilizer = Stabilizer(strength)
     meter = FlickerMeter(method=method)

@@ -337,6 +337,15 @@ class LiveStyler:
         return self.finish(rgb, self.stylize(rgb))
 
 
+def workers_for(requested: Optional[int], device: str) -> int:
+    """How many inference workers ``pick_workers`` runs (no side effects): 2 on a multi-core CPU, else 1."""
+    if requested is None:
+        requested = 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    if requested < 1:
+        raise StylecamError(f"--workers must be at least 1, got {requested}")
+    return requested
+
+
 def pick_workers(requested: Optional[int], device: str) -> int:
     """Inference workers for the pipeline, and torch's intra-op threads set to share the cores among them.
 
@@ -346,28 +355,19 @@ def pick_workers(requested: Optional[int], device: str) -> int:
     """
     import torch
 
-    cores = os.cpu_count() or 1
-    if requested is None:
-        requested = 2 if device == "cpu" and cores >= 2 else 1
-    if requested < 1:
-        raise StylecamError(f"--workers must be at least 1, got {requested}")
+    requested = workers_for(requested, device)
     if device == "cpu":
-        torch.set_num_threads(max(1, cores // requested))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // requested))
     return requested
 
 
 def make_stabilizer(stability: Optional[float]) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """``--stability`` -> ``f(original, stylized) -> stylized`` (optical-flow flicker removal), or None for 0.
-    None means the default strength: steady video is what users expect without asking."""
-    from .stabilize import DEFAULT_STRENGTH
+    Unset means the default strength (``stabilize.strength_or_default``)."""
+    from .stabilize import Stabilizer, strength_or_default
 
-    if stability is None:
-        stability = DEFAULT_STRENGTH
-    if not stability:
-        return None
-    from .stabilize import Stabilizer
-
-    return Stabilizer(stability)
+    stability = strength_or_default(stability)
+    return Stabilizer(stability) if stability else None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -46,6 +46,12 @@ DETAIL_WINDOW = 24  # px over which its energy is compared: smaller windows foll
 DETAIL_MAX_GAIN = 2.0
 
 
+def strength_or_default(value: Optional[float]) -> float:
+    """A ``--stability`` value as given: unset (None) means the default strength, because steady video is what
+    users expect without asking; 0 means off."""
+    return DEFAULT_STRENGTH if value is None else float(value)
+
+
 class Stabilizer:
     """``stab(input_frame, stylized_frame) -> stabilized_frame`` (RGB uint8, same shape), one per video stream.
 

@@ -28,10 +28,12 @@ WIDTH = 480
 
 
 def frames_pair(clip: Path, style: str, scale: float, stability: float, frame: int):
-    """(input t, plain t-1, plain t, stabilized t-1, stabilized t) with the stabilizer run from frame 0."""
+    """(input t-1, input t, plain t-1, plain t, stabilized t-1, stabilized t), the stabilizer run from frame 0."""
+    if frame < 1:
+        raise SystemExit("--frame must be at least 1: the flicker map compares a frame with the one before")
     st = stylecam.load(style, scale=scale)
     stab = Stabilizer(stability)
-    prev = None
+    prev = prev_x = None
     for i, x in enumerate(flicker.read_frames(clip, frame + 1)):
         y = st(x)
         z = stab(x, y)
