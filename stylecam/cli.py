@@ -12,8 +12,8 @@ from .errors import StylecamError
 
 # subcommand -> module that registers it
 COMMANDS = {"live": "stylecam.live", "convert": "stylecam.convert", "styles": "stylecam.cli",
-            "bench": "stylecam.bench", "paint": "training.paint"}
-PASSTHROUGH = {"train": "training.train"}  # modules with their own full argument parser
+            "bench": "stylecam.bench", "paint": "stylecam.training.paint"}
+PASSTHROUGH = {"train": "stylecam.training.train"}  # modules with their own full argument parser
 
 
 def register(sub) -> None:

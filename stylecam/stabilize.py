@@ -21,7 +21,7 @@ Two things decide how good that average is (measured on the bench clips, see doc
   flicker at scale 0.5 - a flow error there is twice as large against the strokes.)
 
 The rest is the net's job: a style trained with the shift/noise consistency term
-(``training.losses.ShiftConsistencyLoss``, the shipped gogh) boils about half as much before this runs.
+(``stylecam.training.losses.ShiftConsistencyLoss``, the shipped gogh) boils about half as much before this runs.
 """
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 import stylecam
 from stylecam import models
-from training import train as trainer
-from training.data import PhotoCrops, StepBatches, load_rgb
-from training.lossnets import VGG16, EfficientNetLite0, default_lite0_path
+from stylecam.training import train as trainer
+from stylecam.training.data import PhotoCrops, StepBatches, load_rgb
+from stylecam.training.lossnets import VGG16, EfficientNetLite0, default_lite0_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
@@ -200,7 +200,7 @@ def test_ddp_two_processes_on_gloo_train_like_one_with_the_whole_batch(tmp_path,
     ddp_args = tiny_args(style, photos, tmp_path / "ddp", tmp_path / "run_ddp", steps, "--checkpoint-every", "1",
                          "--preview-every", "1")
     cmd = [str(PY), "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "training.train", *ddp_args]
+           "stylecam.training.train", *ddp_args]
     res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     _, info = stylecam.weights.load(tmp_path / "ddp.safetensors")
@@ -359,7 +359,7 @@ def test_bad_input_through_the_installed_cli(tmp_path, photos, style):
 # -- the temporal (shift/noise consistency) term ------------------------------------------------------------------
 
 def test_shift_consistency_is_zero_for_an_equivariant_net_and_high_for_a_phase_locked_one():
-    from training.losses import ShiftConsistencyLoss
+    from stylecam.training.losses import ShiftConsistencyLoss
 
     photo = torch.rand(2, 3, 64, 64) * 255
     loss = ShiftConsistencyLoss(max_shift=3, noise=0.0)

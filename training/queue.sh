@@ -11,5 +11,5 @@ for name in "$@"; do
     echo "== $name: done ($out)"; continue
   fi
   echo "== $name: training ($(date +%H:%M))"
-  "$py" -m training.train --recipe "$recipe" --resume || { echo "== $name: failed or stopped"; exit 1; }
+  "$py" -m stylecam.training.train --recipe "$recipe" --resume || { echo "== $name: failed or stopped"; exit 1; }
 done

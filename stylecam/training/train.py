@@ -1,6 +1,6 @@
 """Feed-forward style training (Johnson et al. 2016) with perceptual losses.
 
-    python -m training.train --recipe training/recipes/gogh.toml        # reproduce a shipped style
+    python -m stylecam.training.train --recipe training/recipes/gogh.toml        # reproduce a shipped style
     stylecam train --style-image IMG --dataset DIR --out weights/NAME    # train your own
 
 Everything a run needs to continue lives in its run folder (checkpoint, loss CSV and plot, previews), written
@@ -42,11 +42,11 @@ from .losses import PerceptualLoss, ShiftConsistencyLoss
 from .lossnets import build_loss_net
 from .paintings import credit_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
-    "arch": "fast", "arch_config": {}, "loss_net": "efficientnet-lite0", "image_size": 256, "style_size": 256,
+    "arch": "fast", "arch_config": {}, "loss_net": "vgg16", "image_size": 256, "style_size": 256,
     "batch_size": 4, "steps": 2000, "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 10.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False,

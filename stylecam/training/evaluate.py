@@ -1,6 +1,6 @@
 """Held-out quality numbers: each style's style/content/TV losses on photos the trainer never saw.
 
-    python -m training.evaluate weights/gogh.safetensors weights/gogh_classic.safetensors
+    python -m stylecam.training.evaluate weights/gogh.safetensors weights/gogh_classic.safetensors
 
 The photos are the trainer's own holdout (same selection rule), so fast and classic nets trained from the same
 recipe family are compared on identical, unseen inputs.
@@ -23,7 +23,7 @@ from .data import find_images, holdout, load_rgb, to_tensor
 from .losses import PerceptualLoss
 from .lossnets import build_loss_net
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "content"
 
 
