@@ -1,4 +1,4 @@
-"""`stylecam` command line: live (default), convert, styles, train, paint, bench.
+"""`stylecam` command line: live (default), convert, styles, train, paint, bench, export.
 
 Every command module exposes ``register(subparsers)``; user mistakes surface as one ``error:`` line and exit 2.
 """
@@ -12,7 +12,7 @@ from .errors import StylecamError
 
 # subcommand -> module that registers it
 COMMANDS = {"live": "stylecam.live", "convert": "stylecam.convert", "styles": "stylecam.cli",
-            "bench": "stylecam.bench", "paint": "stylecam.training.paint"}
+            "bench": "stylecam.bench", "paint": "stylecam.training.paint", "export": "stylecam.export"}
 PASSTHROUGH = {"train": "stylecam.training.train"}  # modules with their own full argument parser
 
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylecam", description="Paint live webcam video and files in the style "
                                      "of a painting. Without a command, runs `live`.")
     parser.add_argument("--version", action="version", version=f"stylecam {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{live,convert,styles,train,paint,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{live,convert,styles,train,paint,bench,export}")
     for mod in dict.fromkeys(COMMANDS.values()):
         importlib.import_module(mod).register(sub)
     sub.add_parser("train", help="train a new style (see `stylecam train --help`)", add_help=False)

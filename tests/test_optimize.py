@@ -97,6 +97,7 @@ def test_rewrite_leaves_the_loaded_model_alone():
 
 
 def test_engine_compute_choice(monkeypatch):
+    monkeypatch.setenv("STYLECAM_BACKEND", "torch")  # the compute paths are the PyTorch backend's
     net = models.build("fast")
     info = StyleInfo(name="t", arch="fast")
     assert engine.Stylizer(net, info, device="cpu").compute == "optimized"

@@ -65,7 +65,8 @@ class Up(nn.Module):
         self.norm = _norm(cout)
 
     def forward(self, x):
-        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))))
+        # a float scale: TorchScript's F.interpolate rejects an int (the CUDA path scripts the net)
+        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))))
 
 
 class ShuffleUp(nn.Module):

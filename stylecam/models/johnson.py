@@ -1,10 +1,13 @@
 """Johnson et al. 2016 transformer, laid out module for module as pytorch/examples fast_neural_style.
 
-Module names match that example exactly so its published checkpoints load with ``load_state_dict``
-(``conv1.conv2d.weight``, ``in1.weight``, ``res1.conv1.conv2d.weight``, ``deconv1.conv2d.weight`` ...).
-RGB in 0..255 in, RGB roughly 0..255 out (callers clamp).
+Parameter names match that example exactly so its published checkpoints load with ``load_state_dict``
+(``conv1.conv2d.weight``, ``in1.weight``, ``res1.conv1.conv2d.weight``, ``deconv1.conv2d.weight`` ...); the
+residual blocks live in one ``nn.Sequential`` (TorchScript cannot look up ``res{i}`` by a computed name), and
+two state-dict hooks translate ``res.0.`` <-> ``res1.``. RGB in 0..255 in, RGB roughly 0..255 out (callers clamp).
 """
 from __future__ import annotations
+
+import re
 
 import torch
 import torch.nn as nn
@@ -42,7 +45,8 @@ class UpsampleConvLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, upsample=None):
         super().__init__()
-        self.upsample = upsample
+        # a float: TorchScript's F.interpolate takes Optional[float] (an int fails to script, i.e. on CUDA)
+        self.upsample = float(upsample) if upsample else None
         self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
         self.conv2d = nn.Conv2d(in_channels, out_channels, kernel_size, stride)
 
@@ -52,14 +56,35 @@ class UpsampleConvLayer(nn.Module):
         return self.conv2d(self.reflection_pad(x))
 
 
+def _rename(state_dict, pattern: str, repl) -> None:
+    """Renames keys in place, keeping their order (state dicts are ordered)."""
+    items = [(re.sub(pattern, repl, k), v) for k, v in state_dict.items()]
+    state_dict.clear()
+    state_dict.update(items)
+
+
+def _to_examples_names(module, state_dict, prefix, local_metadata):
+    """state_dict() hook: ``res.0.x`` -> ``res1.x``, so saved files keep the pytorch/examples names."""
+    _rename(state_dict, rf"^{re.escape(prefix)}res\.(\d+)\.", lambda m: f"{prefix}res{int(m.group(1)) + 1}.")
+
+
+def _from_examples_names(module, state_dict, prefix, *args):
+    """load_state_dict() pre-hook: ``res1.x`` -> ``res.0.x``."""
+    _rename(state_dict, rf"^{re.escape(prefix)}res(\d+)\.", lambda m: f"{prefix}res.{int(m.group(1)) - 1}.")
+
+
 @register("johnson")
 class TransformerNet(nn.Module):
     """The classic net; ``channels`` narrows it (the default is the published 32-64-128)."""
 
     #: input sides must be a multiple of this for the output to have the input's size
     size_multiple = 4
-    #: ``precision="auto"`` on a native-bf16 CPU: no - the fp32 Winograd rewrite (``johnson_cpu``) measured
-    #: faster than oneDNN's bf16 here (277 vs 308 ms at 640x480) and is exact
+    #: ``backend="auto"`` on the CPU: PyTorch with the exact fp32 Winograd rewrite (``johnson_cpu``). One 640x480
+    #: call on a 2-core Xeon (avx512_bf16, no AMX), interleaved rounds: rewrite 413 ms, OpenVINO f32 592, OpenVINO
+    #: bf16 908, eager fp32 1088. OpenVINO stays one ``--backend`` away.
+    cpu_backend = "torch"
+    #: ``precision="auto"`` on a native-bf16 CPU: no - the fp32 rewrite measured faster than bf16 (PyTorch's and
+    #: OpenVINO's) and is exact
     auto_cpu_bf16 = False
 
     def __init__(self, channels=(32, 64, 128), n_res: int = 5):
@@ -72,9 +97,9 @@ class TransformerNet(nn.Module):
         self.in2 = nn.InstanceNorm2d(c2, affine=True)
         self.conv3 = ConvLayer(c2, c3, kernel_size=3, stride=2)
         self.in3 = nn.InstanceNorm2d(c3, affine=True)
-        for i in range(1, n_res + 1):
-            setattr(self, f"res{i}", ResidualBlock(c3))
-        self.n_res = n_res
+        self.res = nn.Sequential(*[ResidualBlock(c3) for _ in range(n_res)])
+        self.register_state_dict_post_hook(_to_examples_names)
+        self.register_load_state_dict_pre_hook(_from_examples_names)
         self.deconv1 = UpsampleConvLayer(c3, c2, kernel_size=3, stride=1, upsample=2)
         self.in4 = nn.InstanceNorm2d(c2, affine=True)
         self.deconv2 = UpsampleConvLayer(c2, c1, kernel_size=3, stride=1, upsample=2)
@@ -86,8 +111,7 @@ class TransformerNet(nn.Module):
         y = self.relu(self.in1(self.conv1(x)))
         y = self.relu(self.in2(self.conv2(y)))
         y = self.relu(self.in3(self.conv3(y)))
-        for i in range(1, self.n_res + 1):
-            y = getattr(self, f"res{i}")(y)
+        y = self.res(y)
         y = self.relu(self.in4(self.deconv1(y)))
         y = self.relu(self.in5(self.deconv2(y)))
         return self.deconv3(y)

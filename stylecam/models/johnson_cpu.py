@@ -92,7 +92,7 @@ class CpuJohnson(nn.Module):
         w, g = _positive(net.conv3.conv2d.weight, net.in3)
         self.register_buffer("w3", w)
         self.n3 = _Norm(g, net.in3)
-        self.res = nn.ModuleList(_Residual(getattr(net, f"res{i}"), tile) for i in range(1, net.n_res + 1))
+        self.res = nn.ModuleList(_Residual(blk, tile) for blk in net.res)
         w, g = _positive(net.deconv1.conv2d.weight, net.in4)
         self.register_buffer("wd1", _subpixel_weight(w))
         self.n4 = _Norm(g, net.in4)
