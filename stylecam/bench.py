@@ -1,8 +1,9 @@
 """`stylecam bench`: how fast each net and compute path is here, as ratios to the classic reference.
 
-For each registered architecture x compute path x size it times the network alone (``Stylizer.stylize_tensor``
-on a real frame: median/p90 ms, fps) and the whole live pipeline (video file -> stylize -> headless sink, via
-``live.Pipeline``: fps, capture-to-output latency, drops). The reference - the classic Johnson net, plain eager
+For each registered architecture x compute path (PyTorch, OpenVINO; fp32, bf16) x size it times the network
+alone (``Stylizer.stylize_tensor`` on a real frame, every path once per round so drift hits all alike:
+median/p90 ms, fps) and the whole live pipeline (video file -> stylize -> headless sink, via
+``pipeline.Pipeline``: fps, capture-to-output latency, drops). The reference - the classic Johnson net, plain eager
 fp32 exactly as pytorch/examples defines it - runs in the same process at every size, and every result is also
 given as a speedup over it, so a busy machine shifts all rows alike. ``--soak`` watches resident memory over a
 long live run; ``--flicker`` hands over to ``stylecam.flicker``.
@@ -26,8 +27,10 @@ import numpy as np
 import torch
 
 from . import engine, models
+from .capture import FrameSource, read_frames
 from .errors import StylecamError
 from .live import pick_workers, workers_for
+from .pipeline import PerFrame, Pipeline
 from .weights import StyleInfo
 
 DEFAULT_SIZES = "320x240,640x480,1280x720"
@@ -43,17 +46,26 @@ class ComputePath:
     name: str
     device: str
     precision: str
-    compute: str
+    backend: str
+    compute: str = "auto"  # PyTorch backend: eager (the plain module) or optimized (exact rewrite / bf16 module)
 
 
 def compute_paths(arch: str) -> List[ComputePath]:
-    """reference (classic only) / eager, optimized, bf16 where native, CUDA fp16 where present."""
-    paths = [ComputePath("reference" if arch == REFERENCE[0] else "eager", "cpu", "fp32", "eager"),
-             ComputePath("optimized", "cpu", "fp32", "optimized")]
-    if engine.cpu_has_native_bf16():
-        paths.append(ComputePath("optimized-bf16", "cpu", "bf16", "optimized"))
+    """PyTorch eager fp32 first (``reference`` for the classic net; every max|diff| is against it), PyTorch's
+    exact fp32 rewrite and bf16 module where native, OpenVINO fp32 (exact) and bf16 where installed, CUDA fp16."""
+    import importlib.util
+
+    bf16 = engine.cpu_has_native_bf16()
+    paths = [ComputePath("reference" if arch == REFERENCE[0] else "torch-fp32", "cpu", "fp32", "torch", "eager"),
+             ComputePath("torch-optimized", "cpu", "fp32", "torch", "optimized")]
+    if bf16:
+        paths.append(ComputePath("torch-bf16", "cpu", "bf16", "torch", "optimized"))
+    if importlib.util.find_spec("openvino") is not None:
+        paths.append(ComputePath("openvino-fp32", "cpu", "fp32", "openvino"))
+        if bf16:
+            paths.append(ComputePath("openvino-bf16", "cpu", "bf16", "openvino"))
     if torch.cuda.is_available():
-        paths.append(ComputePath("cuda-fp16", "cuda", "fp16", "eager"))
+        paths.append(ComputePath("cuda-fp16", "cuda", "fp16", "torch", "eager"))
     return paths
 
 
@@ -106,36 +118,36 @@ class NetResult:
 
 def make_stylizer(model: torch.nn.Module, path: ComputePath, scale: float = 1.0) -> engine.Stylizer:
     info = StyleInfo(name="bench", arch=getattr(model, "arch_name", "?"))
-    return engine.Stylizer(model, info, device=path.device, precision=path.precision, compute=path.compute,
-                           scale=scale)
+    return engine.Stylizer(model, info, device=path.device, precision=path.precision, backend=path.backend,
+                           compute=path.compute, scale=scale)
 
 
-def time_calls(fn, repeat: int, budget_s: float) -> List[float]:
-    """One warm-up call, then up to ``repeat`` timed calls (at least 3), stopping once ``budget_s`` is spent."""
-    fn()
-    times: List[float] = []
-    t_end = time.perf_counter() + budget_s
-    while len(times) < repeat and (len(times) < 3 or time.perf_counter() < t_end):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def bench_network(model, path: ComputePath, frame: np.ndarray, repeat: int, budget_s: float):
-    """Times ``stylize_tensor`` (padding, net, clamp) on one frame; returns (times, output 0..255)."""
-    s = make_stylizer(model, path)
+def bench_networks(cells: List[tuple], frame: np.ndarray, repeat: int, budget_s: float) -> Dict[tuple, tuple]:
+    """Times ``stylize_tensor`` (padding, net, clamp) on one frame for every ``(key, model, path)`` cell in
+    interleaved rounds - each round runs every cell once - so a shared machine that slows down mid-run shifts
+    all rows alike and the ratios hold. One warm-up call each, then up to ``repeat`` rounds (at least 3) until
+    ``budget_s`` per cell is spent. Returns key -> (times, output 0..255)."""
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
-    out = {}
+    stylizers = {key: make_stylizer(model, path) for key, model, path in cells}
+    out, times = {}, {key: [] for key in stylizers}
 
-    def call():
-        y = s.stylize_tensor(x)
+    def call(key):
+        s = stylizers[key]
+        out[key] = s.stylize_tensor(x)
         if s.device.type == "cuda":
             torch.cuda.synchronize()
-        out["y"] = y
 
-    times = time_calls(call, repeat, budget_s)
-    return times, out["y"].float().cpu()
+    for key in stylizers:
+        call(key)
+    t_end = time.perf_counter() + budget_s * len(stylizers)
+    for rounds in range(repeat):
+        if rounds >= 3 and time.perf_counter() > t_end:
+            break
+        for key in stylizers:
+            t = time.perf_counter()
+            call(key)
+            times[key].append(time.perf_counter() - t)
+    return {key: (times[key], out[key].float().cpu()) for key in stylizers}
 
 
 # -- the live pipeline -----------------------------------------------------------------------------------------
@@ -159,13 +171,7 @@ def source_frames(clip: Optional[Path], n: int) -> List[np.ndarray]:
     """Up to ``n`` RGB frames of the clip, or a synthetic moving scene when no clip is at hand."""
     frames: List[np.ndarray] = []
     if clip is not None and clip.exists():
-        cap = cv2.VideoCapture(str(clip))
-        while len(frames) < n:
-            ok, f = cap.read()
-            if not ok or f is None:
-                break
-            frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-        cap.release()
+        frames = list(read_frames(clip, n))
     if not frames:
         yy, xx = np.mgrid[0:240, 0:320]
         for i in range(n):
@@ -191,45 +197,31 @@ def write_clip(frames: List[np.ndarray], size: tuple[int, int], folder: Path) ->
     return path
 
 
-class Stabilized:
-    """A stylizer followed by the default flicker stabilizer, split as ``live.LiveStyler`` is: ``stylize`` runs
-    in parallel workers, ``finish`` (the stabilizer, which carries the previous frame) in capture order."""
-
-    def __init__(self, stylizer, strength: Optional[float] = None):
-        from .stabilize import Stabilizer, strength_or_default
-
-        self.stylizer, self.device = stylizer, stylizer.device
-        self.stabilizer = Stabilizer(strength_or_default(strength))
-
-    def stylize(self, rgb: np.ndarray) -> np.ndarray:
-        return self.stylizer(rgb)
-
-    def finish(self, rgb: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self.stabilizer(rgb, y)
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        return self.finish(rgb, self.stylize(rgb))
-
-
 def is_live_default(model: torch.nn.Module, path: ComputePath) -> bool:
     """Whether ``stylecam live`` would pick this compute path for this net on this machine."""
+    import importlib.util
+
     dev = engine.pick_device(None)
+    backend = engine.pick_backend(dev, None, model)
+    if backend == "auto":
+        backend = "openvino" if importlib.util.find_spec("openvino") is not None else "torch"
     return (path.device == dev.type and path.precision == engine.pick_precision(dev, None, model)
-            and path.compute == engine.pick_compute(dev, None))
+            and path.backend == backend and (backend == "openvino" or path.compute == engine.pick_compute(dev, None)))
 
 
 def bench_pipeline(stylizer, clip: Path, frames: int, loop: bool = False, realtime: bool = False,
-                   stop_after: Optional[float] = None, workers: int = 1):
-    """Runs ``live.Pipeline`` (file source, headless sink) as ``stylecam live`` would, with ``workers``
-    inference workers sharing the cores, and returns its ``PipelineStats``."""
-    from .capture import FrameSource
-    from .live import Pipeline
+                   stop_after: Optional[float] = None, workers: int = 1, stabilize: bool = False):
+    """Runs ``pipeline.Pipeline`` (file source, headless sink) as ``stylecam live`` would, with ``workers``
+    inference workers sharing the cores (and with ``stabilize`` the default flicker stabilizer in frame order,
+    as live runs by default), and returns its ``PipelineStats``."""
     from .sinks import NullSink
+    from .stabilize import Stabilizer, strength_or_default
 
     threads = torch.get_num_threads()
     pick_workers(workers, stylizer.device.type)
     source = FrameSource(str(clip), realtime=realtime, loop=loop)
-    pipe = Pipeline(source, stylizer, [NullSink()], max_frames=frames, workers=workers)
+    stages = PerFrame(stylizer, Stabilizer(strength_or_default(None)) if stabilize else None)
+    pipe = Pipeline(source, stages, [NullSink()], max_frames=frames, workers=workers)
     timer = threading.Timer(stop_after, pipe.stop) if stop_after else None
     if timer:
         timer.start()
@@ -292,45 +284,42 @@ def run_bench(args) -> Dict[str, object]:
             size = f"{w}x{h}"
             frame = np.ascontiguousarray(cv2.resize(src[0], (w, h), interpolation=cv2.INTER_AREA))
             clip_path = write_clip(src, (w, h), Path(tmp))
-            for arch in order:
-                net, _ = pipeline_net(arch, style_model)
-                eager_out = None
-                for path in compute_paths(arch):
-                    if arch not in archs and path.name != REFERENCE[1]:
-                        continue
-                    times, y = bench_network(net, path, frame, args.repeat, args.budget)
-                    ms = np.array(times) * 1000
-                    r = NetResult(arch, path.name, size, len(times), float(np.median(ms)),
-                                  float(np.percentile(ms, 90)), float(1000 / np.median(ms)))
-                    if path.compute == "eager" and path.device == "cpu":
-                        eager_out = y
-                    elif eager_out is not None:
-                        r.max_abs_diff = float((y - eager_out).abs().max())
-                    if (arch, path.name) == REFERENCE:
-                        ref_net[size] = r.median_ms
-                    r.speedup_vs_reference = ref_net[size] / r.median_ms
-                    nets.append(r)
-                    _progress(args, f"net  {arch:8s} {path.name:15s} {size:9s} {r.median_ms:8.1f} ms")
-                    if args.no_pipeline:
-                        continue
-                    model, wname = pipeline_net(arch, style_model)
-                    frames = max(3, min(n_frames, int(args.budget * 1000 / max(r.median_ms, 1e-3))))
-                    st = make_stylizer(model, path, scale)
-                    # the reference runs as pytorch/examples would: one frame at a time
-                    nw = 1 if (arch, path.name) == REFERENCE else workers_for(args.workers, st.device.type)
-                    runs = [(st, path.name)]
-                    if (arch, path.name) != REFERENCE and is_live_default(model, path):
-                        # what `stylecam live` runs by default: this path plus the flicker stabilizer
-                        runs.append((Stabilized(st), path.name + "+stab"))
-                    for process, compute in runs:
-                        stats = bench_pipeline(process, clip_path, frames, workers=nw)
-                        p = PipeResult(arch, compute, size, scale, wname, stats.shown, stats.fps,
-                                       stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
-                        if (arch, compute) == REFERENCE:
-                            ref_pipe[size] = p.fps
-                        p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
-                        pipes.append(p)
-                        _progress(args, f"pipe {arch:8s} {compute:19s} {size:9s} {p.fps:8.2f} fps")
+            cells = [(arch, path) for arch in order for path in compute_paths(arch)
+                     if arch in archs or path.name == REFERENCE[1]]
+            timed = bench_networks([((arch, path.name), pipeline_net(arch, style_model)[0], path)
+                                    for arch, path in cells], frame, args.repeat, args.budget)
+            ref_net[size] = float(np.median(timed[REFERENCE][0])) * 1000
+            for arch, path in cells:
+                times, y = timed[(arch, path.name)]
+                ms = np.array(times) * 1000
+                r = NetResult(arch, path.name, size, len(times), float(np.median(ms)),
+                              float(np.percentile(ms, 90)), float(1000 / np.median(ms)))
+                eager = compute_paths(arch)[0].name  # PyTorch eager fp32: what every other path must match
+                if path.name != eager:
+                    r.max_abs_diff = float((y - timed[(arch, eager)][1]).abs().max())
+                r.speedup_vs_reference = ref_net[size] / r.median_ms
+                nets.append(r)
+                _progress(args, f"net  {arch:8s} {path.name:15s} {size:9s} {r.median_ms:8.1f} ms")
+                if args.no_pipeline:
+                    continue
+                model, wname = pipeline_net(arch, style_model)
+                frames = max(3, min(n_frames, int(args.budget * 1000 / max(r.median_ms, 1e-3))))
+                st = make_stylizer(model, path, scale)
+                # the reference runs as pytorch/examples would: one frame at a time
+                nw = 1 if (arch, path.name) == REFERENCE else workers_for(args.workers, st.device.type)
+                runs = [(False, path.name)]
+                if (arch, path.name) != REFERENCE and is_live_default(model, path):
+                    # what `stylecam live` runs by default: this path plus the flicker stabilizer
+                    runs.append((True, path.name + "+stab"))
+                for stabilize, compute in runs:
+                    stats = bench_pipeline(st, clip_path, frames, workers=nw, stabilize=stabilize)
+                    p = PipeResult(arch, compute, size, scale, wname, stats.shown, stats.fps,
+                                   stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
+                    if (arch, compute) == REFERENCE:
+                        ref_pipe[size] = p.fps
+                    p.speedup_vs_reference = p.fps / ref_pipe[size] if ref_pipe.get(size) else None
+                    pipes.append(p)
+                    _progress(args, f"pipe {arch:8s} {compute:19s} {size:9s} {p.fps:8.2f} fps")
     return {"system": system_info(),
             "reference": {"arch": REFERENCE[0], "compute": "plain eager fp32 (pytorch/examples TransformerNet)"},
             "weights": {a: style_model[a][1] if a in style_model else "random init" for a in order},
@@ -362,7 +351,7 @@ def run_soak(args) -> Dict[str, object]:
     if model is None:
         model, wname = random_net(arch), "random init"
     w, h = parse_sizes(args.sizes)[0] if args.sizes != DEFAULT_SIZES else (640, 480)
-    stylizer = make_stylizer(model, ComputePath("default", "cpu", "auto", "auto"), float(args.scale))
+    stylizer = make_stylizer(model, ComputePath("default", "cpu", "auto", "auto", "auto"), float(args.scale))
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     with tempfile.TemporaryDirectory(prefix="stylecam-soak-") as tmp:
         path = write_clip(source_frames(clip, 90), (w, h), Path(tmp))
@@ -379,15 +368,15 @@ def run_soak(args) -> Dict[str, object]:
         sampler.start()
         workers = workers_for(args.workers, stylizer.device.type)
         # as `stylecam live` runs by default: the flicker stabilizer after the net, in frame order
-        stats = bench_pipeline(Stabilized(stylizer), path, frames=0, loop=True, realtime=True,
-                               stop_after=args.soak * 60, workers=workers)
+        stats = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True, stop_after=args.soak * 60,
+                               workers=workers, stabilize=True)
         done.set()
         sampler.join()
         samples.append((time.perf_counter() - t0, rss_mb()))
     rss = [s[1] for s in samples]
     warm = [s[1] for s in samples if s[0] >= min(30.0, samples[-1][0] / 4)] or rss
     return {"system": system_info(), "soak_minutes": args.soak, "size": f"{w}x{h}", "weights": wname,
-            "compute": f"{stylizer.compute} {stylizer.precision} + stabilizer", "workers": workers,
+            "compute": f"{stylizer.backend} {stylizer.precision} + stabilizer", "workers": workers,
             "pipeline": stats.as_dict(),
             "rss_mb": {"start": rss[0], "end": rss[-1], "peak": max(rss), "after_warmup": warm[0],
                        "growth_after_warmup": rss[-1] - warm[0], "samples": len(rss)}}

@@ -1,8 +1,12 @@
-"""Frame capture in its own thread, handing on only the newest frame.
+"""Sources: every kind of input behind one protocol, and the capture thread that hands on the newest frame.
 
-``FrameSource`` wraps an OpenCV ``VideoCapture`` (camera index, video file or URL). A thread reads frames and
-puts them in a one-slot ``Mailbox``: a new frame replaces an unread one (counted as dropped), so the consumer
-always gets the freshest picture and nothing queues up behind a slow stylizer.
+One protocol (``CaptureLike``, the part of ``cv2.VideoCapture`` we use) covers every source: a camera index,
+a video file or URL (OpenCV), and a GIF / animated WebP / APNG, a still image or a folder of images
+(``ImageCapture``, imageio). ``read_frames(spec)`` streams any of them as RGB frames (the flicker metric, the
+bench); ``FrameSource`` runs one in a thread for live.
+
+``FrameSource`` puts frames in a one-slot ``Mailbox``: a new frame replaces an unread one (counted as dropped),
+so the consumer always gets the freshest picture and nothing queues up behind a slow stylizer.
 
 * Cameras and streams pace themselves. When one stops delivering, the source reports ``"reconnecting"`` and
   reopens it with exponential backoff, then resumes.
@@ -88,6 +92,7 @@ class CapturedFrame:
     image: np.ndarray
     t_capture: float
     t_media: float
+    options: Any = None  # what the frame is painted with (pipeline.FrameOptions), stamped as a worker takes it
 
 
 class CaptureLike(Protocol):
@@ -100,8 +105,12 @@ class CaptureLike(Protocol):
     def set(self, prop: int, value: float) -> bool: ...
 
 
+IMAGE_SUFFIXES = (".gif", ".webp", ".apng", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
 def parse_source(spec: Union[str, int, os.PathLike]) -> tuple[str, Union[int, str]]:
-    """``"0"``/0 -> ("camera", 0); ``rtsp://...`` -> ("stream", url); anything else -> ("file", path)."""
+    """``"0"``/0 -> ("camera", 0); ``rtsp://...`` -> ("stream", url); a folder or an image/GIF file ->
+    ("images", path); anything else -> ("file", path), a video."""
     if isinstance(spec, int):
         return "camera", spec
     s = os.fspath(spec).strip()
@@ -109,7 +118,71 @@ def parse_source(spec: Union[str, int, os.PathLike]) -> tuple[str, Union[int, st
         return "camera", int(s)
     if "://" in s:
         return "stream", s
+    if os.path.isdir(s) or s.lower().endswith(IMAGE_SUFFIXES):
+        return "images", s
     return "file", s
+
+
+class ImageCapture:
+    """A GIF / animated WebP / APNG, a still image, or a folder of images (sorted by name) as a
+    ``CaptureLike`` giving BGR frames like OpenCV. The fps comes from the first frame's duration (0 when a
+    still or a folder says nothing)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fps = 0.0
+        self._it: Optional[Iterator[np.ndarray]] = None
+        self._opened = os.path.exists(path)
+        if self._opened and not os.path.isdir(path):
+            import imageio.v3 as iio
+
+            try:
+                d = float(iio.immeta(path).get("duration") or 0)
+                self.fps = 1000.0 / d if d > 10 else 0.0
+            except (OSError, ValueError, TypeError):
+                self._opened = False
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        import imageio.v3 as iio
+
+        files = ([os.path.join(self.path, f) for f in sorted(os.listdir(self.path)) if not f.startswith(".")]
+                 if os.path.isdir(self.path) else [self.path])
+        for f in files:
+            try:
+                frames = iio.imiter(f)
+                for img in frames:
+                    yield np.asarray(img)
+            except (OSError, ValueError):
+                if len(files) == 1:
+                    return
+                continue  # a folder's file that is not an image
+
+    def isOpened(self) -> bool:
+        return self._opened
+
+    def read(self) -> tuple[bool, Any]:
+        if not self._opened:
+            return False, None
+        if self._it is None:
+            self._it = self._frames()
+        img = next(self._it, None)
+        if img is None:
+            return False, None
+        if img.ndim == 3 and img.shape[2] >= 3:
+            img = np.ascontiguousarray(img[..., 2::-1])  # RGB(A) -> BGR, alpha dropped
+        return True, img
+
+    def release(self) -> None:
+        self._it = None
+
+    def get(self, prop: int) -> float:
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop == cv2.CAP_PROP_POS_FRAMES and value == 0:
+            self._it = None
+            return True
+        return False
 
 
 @contextlib.contextmanager
@@ -132,6 +205,8 @@ def opencv_opener(kind: str, target: Union[int, str], width: Optional[int] = Non
     """A function that opens (and reopens) the capture, asking a camera for the requested size and fps."""
 
     def open_() -> CaptureLike:
+        if kind == "images":
+            return ImageCapture(str(target))
         with quiet_opencv():
             cap = cv2.VideoCapture(target)
             if kind == "camera" and cap.isOpened():
@@ -147,6 +222,46 @@ def opencv_opener(kind: str, target: Union[int, str], width: Optional[int] = Non
     return open_
 
 
+def open_error(kind: str, target: Union[int, str]) -> str:
+    """One line saying why a source gave no frame, and what to pass instead."""
+    if kind == "camera":
+        return (f"cannot open camera {target} (no such device, or it is busy); choose another with "
+                f"--source N (a camera index such as 0 or 1), or pass a video file or URL to --source")
+    if kind in ("file", "images") and not os.path.exists(target):
+        return f"{target} does not exist; pass a camera index, video file, GIF, image, folder or URL to --source"
+    return f"cannot read video from {target}; is it a video, GIF or image file (or stream) that can be decoded?"
+
+
+def to_rgb(frame: np.ndarray, mirror: bool = False) -> np.ndarray:
+    """An OpenCV frame (BGR, BGRA or grey) as RGB uint8."""
+    if frame.ndim == 2:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    elif frame.shape[2] == 4:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    else:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return cv2.flip(rgb, 1) if mirror else rgb
+
+
+def read_frames(spec: Union[str, int, os.PathLike], max_frames: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Every RGB frame of a source (video, GIF, image, folder), in order and streamed: the offline form of
+    ``FrameSource`` (the flicker metric, the bench). Raises StylecamError if it gives no frame."""
+    kind, target = parse_source(spec)
+    cap = opencv_opener(kind, target)()
+    n = 0
+    try:
+        while cap.isOpened() and (max_frames is None or n < max_frames):
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            yield to_rgb(frame)
+            n += 1
+    finally:
+        cap.release()
+    if n == 0 and max_frames != 0:
+        raise StylecamError(open_error(kind, target))
+
+
 class FrameSource:
     """A capture thread feeding a one-slot mailbox. ``open()`` checks the source really delivers a frame
     (so size and errors are known before anything else starts); ``start()`` runs the thread."""
@@ -159,10 +274,10 @@ class FrameSource:
         self.kind, self.target = parse_source(spec)
         if kind:
             self.kind = kind
-        self.spec = spec
         self.mirror = mirror
-        self.loop = loop and self.kind == "file"
-        self.realtime = realtime or self.kind != "file"  # a camera cannot be asked to wait
+        self.finite = self.kind in ("file", "images")  # ends (or loops); cameras and streams go on
+        self.loop = loop and self.finite
+        self.realtime = realtime or not self.finite  # a camera cannot be asked to wait
         self.backoff = backoff
         self.clock = clock
         self._open = opener or opencv_opener(self.kind, self.target, width, height, fps)
@@ -200,21 +315,10 @@ class FrameSource:
         return self
 
     def _open_error(self) -> str:
-        if self.kind == "camera":
-            return (f"cannot open camera {self.target} (no such device, or it is busy); choose another with "
-                    f"--source N (a camera index such as 0 or 1), or pass a video file or URL to --source")
-        if self.kind == "file" and not os.path.exists(self.target):
-            return f"video file {self.target} does not exist; pass a camera index, video file or URL to --source"
-        return f"cannot read video from {self.target}; is it a video file/stream OpenCV can decode?"
+        return open_error(self.kind, self.target)
 
     def _convert(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim == 2:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        elif frame.shape[2] == 4:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-        else:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        return cv2.flip(rgb, 1) if self.mirror else rgb
+        return to_rgb(frame, self.mirror)
 
     # -- the thread ------------------------------------------------------------------------------------------
     def start(self) -> "FrameSource":
@@ -237,7 +341,7 @@ class FrameSource:
 
     def _deliver(self, image: np.ndarray, file_pos: int) -> None:
         now = self.clock()
-        if self.kind == "file" and self.fps:
+        if self.finite and self.fps:
             t_media = self._media_offset + file_pos / self.fps
         else:
             t_media = now - self._t0
@@ -256,7 +360,7 @@ class FrameSource:
     def _run(self) -> None:
         self.status = "running"
         self._t0 = self.clock()
-        pace = 1.0 / self.fps if (self.kind == "file" and self.realtime and self.fps) else 0.0
+        pace = 1.0 / self.fps if (self.finite and self.realtime and self.fps) else 0.0
         next_due = self.clock()
         pos = 0  # frame number within the current pass over a file
         pending = self._first
@@ -266,7 +370,7 @@ class FrameSource:
             if pending is None:
                 ok, raw = self._cap.read() if self._cap is not None else (False, None)
                 if not ok or raw is None:
-                    if self.kind == "file":
+                    if self.finite:
                         if self.loop and pos > 0:
                             self._rewind(pos)
                             pos = 0
@@ -279,7 +383,7 @@ class FrameSource:
                 pending = self._convert(raw)
             if pace:
                 delay = next_due - self.clock()
-                if delay > 0 and self._stop.wait(delay):
+                if delay > 0 and self._pause(delay):
                     break
                 next_due = max(next_due + pace, self.clock() - pace)  # never burst to catch up
             self._deliver(pending, pos)
@@ -293,6 +397,10 @@ class FrameSource:
             self._cap.release()
             self._cap = self._open()
 
+    def _pause(self, seconds: float) -> bool:
+        """Wait (pacing, reconnect backoff); True if stopped meanwhile. Tests replace it to run on a fake clock."""
+        return self._stop.wait(seconds)
+
     def _reconnect(self) -> bool:
         """Camera/stream stopped delivering: reopen with exponential backoff until it works or we stop."""
         self.status = "reconnecting"
@@ -300,7 +408,7 @@ class FrameSource:
             self._cap.release()
             self._cap = None
         delay, cap_delay = self.backoff
-        while not self._stop.wait(delay):
+        while not self._pause(delay):
             try:
                 cap = self._open()
                 ok, raw = cap.read() if cap is not None and cap.isOpened() else (False, None)

@@ -13,13 +13,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Mapping, Optional
+from typing import Dict, Iterable, Mapping, Optional
 
 import cv2
 import numpy as np
 
 from . import flow as fl
+from .capture import read_frames  # noqa: F401  (flicker.read_frames: the clips the metric reads)
 from .errors import StylecamError
+from .pipeline import run_ordered
 
 DEFAULT_FLOW = "dis_medium"
 MIN_VALID_FRACTION = 0.05  # a pair with fewer reliable pixels than this says nothing about flicker
@@ -139,44 +141,6 @@ def warping_report(inputs: Iterable[np.ndarray], outputs: Optional[Iterable[np.n
     return meter
 
 
-# -- reading clips ------------------------------------------------------------------------------------------
-def read_frames(path: str | Path, max_frames: Optional[int] = None) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a video or GIF, streamed (GIF alpha is dropped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise StylecamError(f"clip {p} does not exist")
-    n = 0
-    if p.suffix.lower() in (".gif", ".webp", ".apng", ".png"):
-        import imageio.v3 as iio
-
-        try:
-            for f in iio.imiter(str(p)):
-                if max_frames is not None and n >= max_frames:
-                    return
-                f = np.asarray(f)
-                if f.ndim == 2:
-                    f = np.dstack([f] * 3)
-                yield np.ascontiguousarray(f[..., :3])
-                n += 1
-        except (OSError, ValueError) as e:
-            raise StylecamError(f"clip {p}: cannot read frames ({e})") from None
-    else:
-        cap = cv2.VideoCapture(str(p))
-        if not cap.isOpened():
-            raise StylecamError(f"clip {p}: not a video OpenCV can open")
-        try:
-            while max_frames is None or n < max_frames:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                n += 1
-        finally:
-            cap.release()
-    if n == 0:
-        raise StylecamError(f"clip {p}: no frames")
-
-
 # -- the bench ----------------------------------------------------------------------------------------------
 def _default_style() -> str:
     from . import weights as weights_io
@@ -209,15 +173,19 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
     n = 0
     det = {"stylized": 0.0, "stabilized": 0.0}
     size = None
-    for x in read_frames(clip, max_frames):
-        t0 = time.perf_counter()
-        y = stylizer(x)
-        t1 = time.perf_counter()
-        z = stabilizer(x, y)
-        t2 = time.perf_counter()
+
+    def stylize(x):  # timed per stage, on the one frame path (one worker: per-frame cost, not throughput)
+        t = time.perf_counter()
+        return stylizer(x), time.perf_counter() - t
+
+    def finish(x, s):
+        t = time.perf_counter()
+        return s[0], stabilizer(x, s[0]), s[1], time.perf_counter() - t
+
+    for x, (y, z, dt_style, dt_stab) in run_ordered(read_frames(clip, max_frames), stylize, finish):
         if n > 0:  # the first frame warms up both
-            t_style += t1 - t0
-            t_stab += t2 - t1
+            t_style += dt_style
+            t_stab += dt_stab
         if n % 10 == 0:
             det["stylized"] += detail(y)
             det["stabilized"] += detail(z)

@@ -5,7 +5,7 @@ Conventions: frames are HxW (grey) or HxWxC arrays; a flow ``b = flow(cur, prev)
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -75,17 +75,6 @@ def consistent(back: np.ndarray, fwd: np.ndarray, slack: float = 0.5) -> np.ndar
     return (err < 0.01 * mag + slack) & inside
 
 
-def resize_flow(flow: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Flow at one resolution -> flow at ``size`` = (w, h), vectors rescaled to the new pixel units."""
-    h, w = flow.shape[:2]
-    out = cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR)
-    sx, sy = size[0] / w, size[1] / h
-    if sx != 1.0 or sy != 1.0:
-        out[..., 0] *= sx
-        out[..., 1] *= sy
-    return out
-
-
 # -- scene cuts ---------------------------------------------------------------------------------------------
 CUT_SIDE = 64  # cut detection looks at thumbnails: cheap and blind to noise and small motion
 
@@ -119,6 +108,3 @@ CUT_THRESHOLD = 0.62
 def is_cut(prev_thumb: np.ndarray, cur_thumb: np.ndarray, threshold: float = CUT_THRESHOLD) -> bool:
     return cut_score(prev_thumb, cur_thumb) > threshold
 
-
-def frame_size(frame: Optional[np.ndarray]) -> Optional[Tuple[int, int]]:
-    return None if frame is None else (frame.shape[1], frame.shape[0])

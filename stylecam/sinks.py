@@ -1,4 +1,4 @@
-"""Where stylized frames go: nowhere (benchmark), an MP4 file, a virtual camera, an OpenCV window.
+"""Where stylized frames go: nowhere (benchmark), an MP4 file, a virtual camera (the window: ``stylecam.ui``).
 
 Every sink has ``send(frame: Processed)``, ``idle(status)`` (called while no frame arrives, e.g. while the
 camera reconnects, so a window stays responsive) and ``close()``. A sink ends the run by raising
@@ -30,6 +30,7 @@ class Processed:
     image: np.ndarray
     t_capture: float
     t_media: float
+    style: str = ""  # the style this frame was painted with
 
 
 class Sink(Protocol):
@@ -161,47 +162,3 @@ class VirtualCamSink:
 
     def close(self) -> None:
         self.cam.close()
-
-
-class Window:
-    """A thin OpenCV highgui window: show a BGR image, poll a key, notice when the user closed it."""
-
-    def __init__(self, title: str, size: tuple[int, int]):
-        self.title = title
-        self._shown = False
-        self.fullscreen = False
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
-        except cv2.error as e:
-            raise StylecamError(f"cannot open a window ({' '.join(str(e).split())[-120:]}); run with --no-window "
-                                f"for headless use, or install an OpenCV build with GUI support") from None
-        cv2.resizeWindow(title, *size)
-
-    def show(self, bgr: np.ndarray) -> None:
-        cv2.imshow(self.title, bgr)
-        self._shown = True
-
-    def key(self, wait_ms: int = 1) -> int:
-        """The key pressed (its low byte), or -1."""
-        k = cv2.waitKey(wait_ms)
-        return -1 if k == -1 else k & 0xFF
-
-    def is_closed(self) -> bool:
-        if not self._shown:
-            return False
-        try:
-            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
-        except cv2.error:
-            return True
-
-    def toggle_fullscreen(self) -> None:
-        self.fullscreen = not self.fullscreen
-        cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN,
-                              cv2.WINDOW_FULLSCREEN if self.fullscreen else cv2.WINDOW_NORMAL)
-
-    def close(self) -> None:
-        try:
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)
-        except cv2.error:
-            pass

@@ -78,7 +78,6 @@ class Stabilizer:
         self._prev_small: Optional[np.ndarray] = None
         self._prev_thumb: Optional[np.ndarray] = None
         self._prev_out: Optional[np.ndarray] = None
-        self.last_weight: Optional[np.ndarray] = None  # the blend weight map of the last frame (flow size)
         self._buf: Optional[dict] = None
 
     def _small(self, frame: np.ndarray) -> np.ndarray:
@@ -165,12 +164,10 @@ class Stabilizer:
             fresh = True
         if fresh:
             out = stylized_frame
-            self.last_weight = None
         else:
             stylized = np.ascontiguousarray(stylized_frame)
             back = self._flow(small, self._prev_small)
             w_small = self.weight(small, back)
-            self.last_weight = w_small
             out = self._blend(prev_out, stylized, back, w_small)
             if self.restore_detail:
                 out = self._restore(out, stylized)

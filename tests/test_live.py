@@ -1,5 +1,6 @@
-"""Live mode: the capture thread and mailboxes, the pipeline, recording, the CLI headless and in a real
-OpenCV window under Xvfb, and its faults (no camera, lost camera, no virtual camera, Ctrl-C)."""
+"""Live mode: sources and mailboxes, the ordered runner and its stages, recording, the HUD, the CLI headless
+and in a real OpenCV window under Xvfb, and its faults (no camera, lost camera, no display, no virtual
+camera, Ctrl-C, a destroyed window). No test asserts on wall-clock time."""
 from __future__ import annotations
 
 import ctypes
@@ -17,10 +18,12 @@ import cv2
 import numpy as np
 import pytest
 
-from stylecam.capture import FrameSource, Mailbox, parse_source
+from stylecam.capture import CapturedFrame, FrameSource, Mailbox, parse_source, read_frames
 from stylecam.errors import StylecamError
-from stylecam.live import LiveStyler, Pipeline, ScaleController
+from stylecam.live import ScaleController
+from stylecam.pipeline import LiveStages, OrderedRunner, Pipeline, Stages, Stylized, run_ordered
 from stylecam.sinks import Processed, RecordSink, VirtualCamSink
+from stylecam.ui import HELP, LiveWindow, RecordToggle, style_label
 
 ROOT = Path(__file__).resolve().parent.parent
 BIAS = np.array([200, 80, 40])  # the test styles' output colour (conftest.make_weights)
@@ -91,6 +94,19 @@ def test_parse_source():
     assert parse_source(2) == ("camera", 2)
     assert parse_source("rtsp://cam/stream") == ("stream", "rtsp://cam/stream")
     assert parse_source("clip.mp4") == ("file", "clip.mp4")
+    assert parse_source("anim.GIF") == ("images", "anim.GIF")
+
+
+def test_gif_image_and_folder_sources_deliver_through_the_same_protocol(data_dir):
+    gif = data_dir / "clips" / "vidstab_ostrich.gif"
+    frames = list(read_frames(gif))
+    assert len(frames) == 18 and frames[0].shape == (190, 320, 3)
+    src = FrameSource(gif, realtime=False)
+    stats = Pipeline(src, lambda x: x, [Collect()]).run()
+    assert stats.shown == 18 and src.fps > 0  # paced by the GIF's own frame duration when realtime
+    assert len(list(read_frames(data_dir / "content", 3))) == 3  # a folder of photos
+    with pytest.raises(StylecamError, match="does not exist"):
+        list(read_frames(data_dir / "nope.mp4"))
 
 
 class FakeCamera:
@@ -137,26 +153,63 @@ class Collect:
         self.closed = True
 
 
+class Pauses(FrameSource):
+    """A source whose waits (pacing, reconnect backoff) are recorded and run on a fake clock, not slept."""
+
+    def __init__(self, *a, until=None, **kw):
+        self.now = 0.0
+        self.pauses: list[float] = []
+        self.until = until  # each pause also waits for this (what real time would let happen meanwhile)
+        super().__init__(*a, clock=lambda: self.now, **kw)
+
+    def _pause(self, seconds):
+        self.pauses.append(round(seconds, 6))
+        self.now += seconds
+        if self.until is not None:
+            wait_for(self.until, 10, 0.001)
+        return self._stop.is_set()
+
+
 def test_lost_camera_reconnects_with_backoff_and_resumes():
     opens = []
 
-    def opener():  # 1st: works for 5 frames; then two failed reopen attempts; then works again
-        opens.append(time.perf_counter())
+    def opener():  # 1st: works for 5 frames; then three failed reopen attempts; then works again
+        opens.append(1)
         n = len(opens)
-        return FakeCamera(5) if n == 1 else FakeCamera(0, opened=False) if n <= 3 else FakeCamera(10**6, start=100)
+        return FakeCamera(5) if n == 1 else FakeCamera(0, opened=False) if n <= 4 else FakeCamera(10**6, start=100)
 
-    src = FrameSource(0, opener=opener, backoff=(0.1, 0.4))
     sink = Collect()
+    src = Pauses(0, opener=opener, backoff=(0.1, 0.3), until=lambda: sink.frames)  # a frame before the loss
     stats = Pipeline(src, lambda x: 255 - x, [sink], max_frames=12).run()
     assert stats.shown == 12 and stats.reconnects == 1
-    assert "reconnecting" in sink.statuses  # the window is told, and kept alive, meanwhile
-    assert len(opens) == 4
-    gaps = np.diff(opens[1:])
-    assert gaps[0] >= 0.19 and gaps[1] >= 0.39  # exponential backoff: 0.1, 0.2, 0.4 s
+    assert len(opens) == 5
+    assert src.pauses == [0.1, 0.2, 0.3, 0.3]  # exponential backoff, capped
     values = [int(f.original[0, 0, 0]) for f in sink.frames]
     assert min(values) <= 5 and max(values) > 100  # frames from before and after the reconnect
     assert all(int(f.image[0, 0, 0]) == 255 - int(f.original[0, 0, 0]) for f in sink.frames)
     assert sink.closed
+
+
+def test_the_window_is_kept_alive_while_the_camera_reconnects():
+    opened = threading.Event()
+
+    def opener():  # one frame, then never again until the test lets it
+        if not opens:
+            opens.append(1)
+            return FakeCamera(1)
+        return FakeCamera(10**6) if opened.is_set() else FakeCamera(0, opened=False)
+
+    opens: list[int] = []
+
+    class Sink(Collect):
+        def idle(self, status):
+            super().idle(status)
+            if status == "reconnecting":
+                opened.set()
+
+    sink = Sink()
+    stats = Pipeline(FrameSource(0, opener=opener, backoff=(0.01, 0.02)), lambda x: x, [sink], max_frames=3).run()
+    assert "reconnecting" in sink.statuses and stats.reconnects == 1 and stats.shown == 3
 
 
 def test_no_camera_is_a_clear_error():
@@ -182,11 +235,21 @@ def test_file_source_loops_with_continuous_media_time(data_dir):
 
 
 def test_file_source_is_paced_like_a_camera_and_drops_when_behind(data_dir):
-    stats = Pipeline(FrameSource(clip(data_dir)), lambda x: x, [Collect()], max_frames=15).run()
-    assert stats.fps < 30  # native 25 fps; unpaced decoding runs at hundreds
-    slow = Pipeline(FrameSource(clip(data_dir)), lambda x: (time.sleep(0.12), x)[1], [Collect()],
-                    max_frames=6).run()
-    assert slow.dropped > 0 and slow.fps < 10
+    src = Pauses(clip(data_dir), loop=True)  # realtime: paced at the file's 25 fps, on the fake clock
+    taken: list[int] = []
+
+    def slow(x):  # the consumer takes a frame only after the source delivered 4 more: it is behind
+        n = src.captured
+        wait_for(lambda: src.captured >= n + 4 or src.status != "running", 10, 0.001)
+        return x
+
+    sink = Collect()
+    stats = Pipeline(src, slow, [sink], max_frames=6).run()
+    t = [f.t_capture for f in sink.frames]
+    taken += [f.index for f in sink.frames]
+    assert all(d == pytest.approx(0.04, abs=1e-6) for d in src.pauses[1:20])  # 1/25 s apart
+    assert stats.dropped >= 3 * 5 and np.all(np.diff(taken) >= 3)  # behind: newest wins, the rest dropped
+    assert np.all(np.diff(t) > 0)
 
 
 def test_pipeline_surfaces_a_processing_error_and_still_closes_sinks():
@@ -200,45 +263,51 @@ def test_pipeline_surfaces_a_processing_error_and_still_closes_sinks():
     assert sink.closed
 
 
-class OrderProbe:
-    """A split ``process`` whose stylize takes a random time (so two workers finish out of order) and whose
-    finish records the order it was called in and whether two ran at once."""
+class OrderProbe(Stages):
+    """Stages whose stylize takes a random time (so two workers finish out of order) and whose finish
+    records the order it was called in and whether two ran at once."""
 
     def __init__(self):
         self.finished: list[int] = []
         self.busy = 0
         self.overlap = 0
         self.parallel = 0
+        self.calls = 0
         self._in_stylize = 0
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(0)
+        self.meet = None  # a Barrier(2): the first two frames wait for each other inside stylize
 
-    def stylize(self, x):
+    def stylize(self, f):
         with self._lock:
+            self.calls += 1
             self._in_stylize += 1
             self.parallel = max(self.parallel, self._in_stylize)
             d = float(self._rng.uniform(0.0, 0.01))
+        if self.meet is not None and f.index < 2:
+            self.meet.wait(timeout=10)
         time.sleep(d)
         with self._lock:
             self._in_stylize -= 1
-        return x
+        return Stylized(f.image)
 
-    def finish(self, x, y):
+    def finish(self, f, s):
         self.busy += 1
         self.overlap = max(self.overlap, self.busy)
-        self.finished.append(id(x))
+        self.finished.append(f.index)
         time.sleep(0.001)
         self.busy -= 1
-        return y
+        return s.image
 
 
 def test_two_workers_stylize_in_parallel_and_finish_in_capture_order(data_dir):
     probe, sink = OrderProbe(), Collect()
+    probe.meet = threading.Barrier(2)  # frames 0 and 1 are in stylize at once: two workers really ran
     src = FrameSource(clip(data_dir), realtime=False)  # every frame, none dropped
     stats = Pipeline(src, probe, [sink], max_frames=120, workers=2).run()
     assert stats.shown == 120 and stats.dropped == 0
     assert [p.index for p in sink.frames] == list(range(120))
-    assert probe.finished == [id(p.image) for p in sink.frames]  # finish ran in capture order too
+    assert probe.finished[:120] == list(range(120))  # finish ran in capture order too
     assert probe.parallel == 2 and probe.overlap == 1  # stylize overlaps, finish never does
 
 
@@ -246,14 +315,41 @@ def test_a_failing_worker_stops_the_other_and_surfaces_the_error():
     sink = Collect()
 
     class Boom(OrderProbe):
-        def stylize(self, x):
-            if int(x[0, 0, 0]) == 7:
+        def stylize(self, f):
+            with self._lock:
+                self.calls += 1
+                fail = self.calls == 3  # always reached: a frame count, not a frame's content
+            if fail:
                 raise RuntimeError("net exploded")
-            return super().stylize(x)
+            return super().stylize(f)
 
+    pipe = Pipeline(FrameSource(0, opener=lambda: FakeCamera(10**6)), Boom(), [sink], workers=2)
     with pytest.raises(RuntimeError, match="exploded"):
-        Pipeline(FrameSource(0, opener=lambda: FakeCamera(10**6)), Boom(), [sink], workers=2).run()
+        pipe.run()
     assert sink.closed
+    assert not any(t.is_alive() for t in pipe.runner._threads)  # the other worker ended too
+
+
+def test_run_ordered_keeps_order_raises_and_stops_early():
+    rng = np.random.default_rng(1)
+    delays = rng.uniform(0, 0.003, 60)
+    out = list(run_ordered(range(60), lambda i: (time.sleep(delays[i]), i)[1], lambda i, s: (i, s * 2), workers=2))
+    assert [y for _, y in out] == [(i, 2 * i) for i in range(60)]
+
+    def items():
+        yield from range(5)
+        raise ValueError("bad frame 5")
+
+    with pytest.raises(ValueError, match="bad frame 5"):  # an error reading the input surfaces too
+        list(run_ordered(items(), lambda i: i, workers=2))
+
+    runner = OrderedRunner(iter(range(10**9)), lambda i: i, workers=2).start()
+    for i, _ in runner:
+        if i == 10:
+            break
+    runner.stop()
+    runner.join()
+    assert not any(t.is_alive() for t in runner._threads)
 
 
 # -- processing ------------------------------------------------------------------------------------------------
@@ -274,30 +370,96 @@ def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
 
 
 class FakeStylizer:
-    def __init__(self, value):
-        self.value, self.strength, self.preserve_colors, self.scale = value, 1.0, False, 1.0
+    """A style painting every pixel one value; records the per-call options it was given."""
 
-    def __call__(self, x):
+    def __init__(self, value, name="?"):
+        self.value, self.calls = value, []
+        self.info = type("Info", (), {"display_name": "The Starry Night", "name": name})()
+
+    def __call__(self, x, **options):
+        self.calls.append(options)
         return np.full_like(x, self.value)
 
 
-def test_style_switch_cross_fades_and_a_bad_style_is_reported_not_fatal():
+def frame(i: int, t: float | None = None) -> CapturedFrame:
+    return CapturedFrame(i, np.full((8, 8, 3), i % 256, np.uint8), 0.0, i / 25 if t is None else t)
+
+
+def through(stages: LiveStages, f: CapturedFrame) -> np.ndarray:
+    f = stages.admit(f)
+    return stages.finish(f, stages.stylize(f))
+
+
+def test_style_switch_cross_fades_in_media_time_and_a_bad_style_is_reported_not_fatal():
     def load(name):
         if name == "broken":
             raise StylecamError("weights file broken: corrupt")
         return FakeStylizer({"a": 0, "b": 200}[name])
 
-    st = LiveStyler(["a", "b", "broken"], "a", load)
-    x = np.zeros((8, 8, 3), np.uint8)
-    assert st(x)[0, 0, 0] == 0
+    st = LiveStages(["a", "b", "broken"], "a", load)
+    assert through(st, frame(0, 0.0))[0, 0, 0] == 0
     st.step(1)
-    assert st(x)[0, 0, 0] < 50  # the fade starts at the last frame of the old style ...
-    time.sleep(0.2)
-    assert 0 < st(x)[0, 0, 0] < 200  # ... blends ...
-    time.sleep(0.3)
-    assert st(x)[0, 0, 0] == 200
+    assert through(st, frame(1, 1.0))[0, 0, 0] == 0  # the fade starts at the last frame of the old style ...
+    assert 80 < through(st, frame(2, 1.2))[0, 0, 0] < 120  # ... is half-way after 0.2 of its 0.4 s ...
+    assert through(st, frame(3, 1.4))[0, 0, 0] == 200  # ... and done
     st.select(2)
-    assert st(x)[0, 0, 0] == 200 and "corrupt" in st.message  # stays on the working style
+    assert through(st, frame(4, 1.5))[0, 0, 0] == 200 and "corrupt" in st.message  # stays on the working style
+
+
+def test_per_frame_options_travel_with_the_frame_not_on_the_stylizer():
+    sty = FakeStylizer(9)
+    st = LiveStages(["a"], "a", lambda name: sty, strength=0.5, scale=0.5)
+    first = st.admit(frame(0))
+    st.strength, st.preserve_colors = 0.3, True  # the user changes settings while frame 0 is in flight
+    second = st.admit(frame(1))
+    st.stylize(second)
+    st.stylize(first)
+    assert sty.calls == [dict(strength=0.3, preserve_colors=True, scale=0.5),
+                         dict(strength=0.5, preserve_colors=False, scale=0.5)]
+
+
+class StabilizerLog:
+    """A stabilizer that logs calls (by frame value) and resets, and passes frames through."""
+
+    def __init__(self):
+        self.log: list = []
+
+    def reset(self):
+        self.log.append("reset")
+
+    def __call__(self, x, y):
+        self.log.append(int(x[0, 0, 0]))
+        return y
+
+
+def test_two_workers_reset_the_stabilizer_exactly_at_the_first_frame_of_a_new_style():
+    """The old race: worker B took frame 3 after the switch and flagged it while worker A was still on frame
+    2, so frame 2's finish reset the stabilizer (and started the fade) one frame early."""
+    stylized3 = threading.Event()
+
+    class Slow(FakeStylizer):
+        def __call__(self, x, **options):
+            if int(x[0, 0, 0]) == 2:  # frame 2 (old style) finishes stylizing only after frame 3 did
+                assert stylized3.wait(10)
+            y = super().__call__(x, **options)
+            if int(x[0, 0, 0]) == 3:
+                stylized3.set()
+            return y
+
+    stab = StabilizerLog()
+    st = LiveStages(["a", "b"], "a", lambda name: Slow({"a": 10, "b": 200}[name]), stabilizer=stab,
+                    fade_seconds=0)
+
+    def frames():
+        for i in range(6):
+            if i == 3:
+                st.step(1)  # the user presses n between frames 2 and 3 being taken
+            yield frame(i)
+
+    out = list(OrderedRunner(frames(), st.stylize, st.finish, workers=2, admit=st.admit).start())
+    assert [f.index for f, _ in out] == list(range(6))
+    assert stab.log == [0, 1, 2, "reset", 3, 4, 5]
+    assert [int(y[0, 0, 0]) for _, y in out] == [10, 10, 10, 200, 200, 200]
 
 
 # -- sinks -----------------------------------------------------------------------------------------------------
@@ -321,6 +483,77 @@ def test_recording_uses_the_achieved_rate_and_cuts_gaps(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "rec.mp4"]  # no temp files left
 
 
+def test_pressing_r_twice_starts_a_new_file_and_keeps_the_first(tmp_path):
+    path = tmp_path / "rr.mp4"
+    rec = RecordToggle(str(path), tmp_path)
+    img = np.zeros((64, 80, 3), np.uint8)
+
+    def record(n, t0):
+        for i in range(n):
+            rec.recorder.send(Processed(i, img, img, 0.0, t0 + i / 10))
+
+    record(30, 0.0)
+    assert rec.toggle().startswith(f"recorded {path} (30 frames")
+    said = rec.toggle()
+    assert said == f"recording to {tmp_path / 'rr-2.mp4'} ({path} kept)"
+    record(12, 10.0)
+    rec.stop()
+    assert len(read_video(path)[0]) == 30 and len(read_video(tmp_path / "rr-2.mp4")[0]) == 12
+
+
+class FakeWindow:
+    """Stands in for the highgui window in tests of what LiveWindow draws and does with keys."""
+
+    def __init__(self):
+        self.shown: list[np.ndarray] = []
+
+    def show(self, bgr):
+        self.shown.append(bgr)
+
+    def keys(self):
+        return []
+
+    def is_closed(self):
+        return False
+
+    def close(self):
+        pass
+
+
+def test_hud_and_help_fit_a_small_source():
+    st = LiveStages(["a"], "a", lambda name: FakeStylizer(10, name))
+    lw = LiveWindow(st, (320, 190), window=FakeWindow())
+    lw.show_help = True
+    small = np.zeros((190, 320, 3), np.uint8)
+    lw.send(Processed(0, small, small, 0.0, 0.0, "a"))
+    h, w = lw.win.shown[-1].shape[:2]
+    assert (w, h) == (606, 360)  # enlarged, aspect kept, so the text stays readable
+    status, keys = lw.boxes
+    assert keys.rows == len(HELP) and status.rows == 2 and min(status.scale, keys.scale) >= 0.4
+    assert all(b.x1 <= w and b.y1 <= h for b in lw.boxes)
+    wide = np.zeros((120, 2000, 3), np.uint8)  # an odd shape still fits, the font shrinks
+    lw.send(Processed(1, wide, wide, 0.0, 0.0, "a"))
+    h, w = lw.win.shown[-1].shape[:2]
+    assert all(b.x1 <= w and b.y1 <= h and b.x1 > b.x0 for b in lw.boxes)
+
+
+def test_keys_are_applied_one_by_one():
+    st = LiveStages(["a"], "a", lambda name: FakeStylizer(10, name))
+    lw = LiveWindow(st, (320, 190), window=FakeWindow())
+    for ch in "---":
+        lw.key(ch)
+    assert st.strength == 0.7
+
+
+def test_two_styles_of_one_painting_are_told_apart_in_the_hud():
+    from stylecam import weights as weights_io
+
+    infos = {n: weights_io.load(n)[1] for n in ("gogh", "gogh_classic")}
+    labels = {n: style_label(n, i) for n, i in infos.items()}
+    assert labels["gogh"] != labels["gogh_classic"]
+    assert all(infos[n].display_name in labels[n] for n in infos)
+
+
 def test_virtual_cam_without_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
     with pytest.raises(StylecamError, match=r"pip install 'stylecam\[virtualcam\]'"):
@@ -335,6 +568,15 @@ def test_cli_no_camera_one_line_error(styles_env, capfd):
     lines = errors_of(capfd.readouterr().err)
     assert len(lines) == 1, lines  # OpenCV's own multi-line warnings are silenced
     assert lines[0].startswith("stylecam: error:") and "camera 7" in lines[0] and "--source" in lines[0]
+
+
+@pytest.mark.parametrize("display", [None, ":97"])
+def test_cli_without_a_display_says_use_no_window_instead_of_aborting(styles_env, data_dir, display):
+    p = cli("--style", "tfast", "--source", str(clip(data_dir)), env_extra={"DISPLAY": display} if display else {})
+    _, err = p.communicate(timeout=60)
+    lines = errors_of(err)
+    assert p.returncode == 2 and len(lines) == 1, err  # was exit 134 (Qt aborts the process)
+    assert "--no-window" in lines[0] and "display" in lines[0]
 
 
 def test_cli_virtual_cam_unavailable_is_a_clear_error(styles_env, data_dir, capfd):
@@ -402,12 +644,13 @@ def xvfb():
         pytest.skip("needs Xvfb, xdotool and imagemagick's import")
     if "NONE" in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
         pytest.skip("this OpenCV has no GUI backend")
-    for n in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_for(lambda: Path(f"/tmp/.X11-unix/X{n}").exists(), 10, 0.05):
+    r, w = os.pipe()  # Xvfb picks a free display itself and says which: no race with other test runs
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r) as f:
+        n = f.readline().strip()
+    if not n:
         proc.kill()
         pytest.skip("Xvfb did not start")
     yield f":{n}"
@@ -464,8 +707,9 @@ def send_wm_delete(display: str, window: int) -> None:
 def start_window(display, data_dir, tmp_path, *extra):
     p = cli("--style", "tfast", "--source", str(clip(data_dir)), "--loop", "--scale", "0.25", *extra,
             env_extra={"DISPLAY": display}, cwd=tmp_path)
-    win = wait_for(lambda: x(display, "xdotool", "search", "--name", "^stylecam$").split(), 120)
-    if not win:
+    win = wait_for(lambda: x(display, "xdotool", "search", "--name", "^stylecam$").split() or p.poll() is not None,
+                   120)
+    if not win or win is True:
         p.kill()
         pytest.fail(f"no window appeared: {p.communicate()[1]}")
     return p, int(win[0])
@@ -481,7 +725,7 @@ def test_window_shows_stylized_video_and_keys_work(xvfb, styles_env, data_dir, t
                 return False
             region = shot[100:260, 100:600].reshape(-1, 3).mean(0)
             return np.abs(region - BIAS).max() < 25
-        assert wait_for(stylized, 120, 0.5), "the window never showed stylized pixels"
+        assert wait_for(stylized, 120, 0.5), f"the window never showed stylized pixels: {p.poll()} {err.lines}"
         src = read_video(clip(data_dir))[0][0][100:260, 100:600].reshape(-1, 3).mean(0)
         assert np.abs(src - BIAS).max() > 50  # (the check above would fail on the raw frame)
 
@@ -493,29 +737,57 @@ def test_window_shows_stylized_video_and_keys_work(xvfb, styles_env, data_dir, t
 
         x(xvfb, "xdotool", "key", "--window", str(win), "r")  # start recording
         assert err.wait_for("fps (the rate measured)", 120), err.lines
+        x(xvfb, "xdotool", "key", "--window", str(win), "r", "r")  # stop, and start a second recording
+        assert err.wait_for("kept)", 60), err.lines  # "recording to ...-2.mp4 (... kept)"
+        x(xvfb, "xdotool", "key", "--window", str(win), "--delay", "1", "minus", "minus", "minus")
+        assert err.wait_for("strength 0.7", 60), err.lines  # three quick keys, none dropped (was 0.8)
         x(xvfb, "xdotool", "key", "--window", str(win), "q")
         p.wait(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0, err.text()
-    rec = list(tmp_path.glob("stylecam-*.mp4"))
-    assert rec, err.text()
-    frames, _ = read_video(rec[0])
-    assert len(frames) > 0 and frames[0].shape == (272, 640, 3)
+    rec = sorted(tmp_path.glob("stylecam-*.mp4"))
+    assert len(rec) == 2, err.text()  # the second recording did not overwrite the first
+    for r in rec:
+        frames, _ = read_video(r)
+        assert len(frames) > 0 and frames[0].shape == (272, 640, 3)
 
 
-def test_closing_the_window_quits_and_finalizes_the_recording(xvfb, styles_env, data_dir, tmp_path):
+@pytest.fixture(params=["no window manager", "twm"])
+def desktop(request, xvfb, tmp_path_factory):
+    """The Xvfb display, bare or with a real window manager (which reparents and decorates the window)."""
+    if request.param == "twm":
+        if not shutil.which("twm"):
+            pytest.skip("twm is not installed")
+        rc = tmp_path_factory.mktemp("twm") / "twmrc"
+        rc.write_text("RandomPlacement\nUsePPosition \"on\"\n")  # else twm grabs the server to ask where
+        wm = subprocess.Popen(["twm", "-f", str(rc)], env=dict(os.environ, DISPLAY=xvfb), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        yield xvfb
+        wm.kill()  # twm ignores SIGTERM
+        wm.wait(timeout=10)
+    else:
+        yield xvfb
+
+
+@pytest.mark.parametrize("how", ["close button", "destroyed"])
+def test_closing_or_destroying_the_window_quits_and_finalizes_the_recording(how, desktop, styles_env, data_dir,
+                                                                              tmp_path):
+    """The close button sends WM_DELETE_WINDOW; ``xdotool windowclose`` destroys the X window under OpenCV's
+    feet, which OpenCV does not notice (the run went on headless, recording for 10 minutes)."""
     out_path = tmp_path / "rec.mp4"
-    p, win = start_window(xvfb, data_dir, tmp_path, "--record", str(out_path))
+    p, win = start_window(desktop, data_dir, tmp_path, "--record", str(out_path))
     err = Stderr(p)
     try:
         assert err.wait_for("stylecam: recording", 120), err.lines
-        send_wm_delete(xvfb, win)
-        p.wait(timeout=120)
+        if how == "close button":
+            send_wm_delete(desktop, win)
+        else:
+            x(desktop, "xdotool", "windowclose", str(win))
+        p.wait(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0, err.text()
-    frames, _ = read_video(out_path)
-    assert len(frames) > 0
+    assert len(read_video(out_path)[0]) > 0
