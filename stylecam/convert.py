@@ -1,26 +1,25 @@
 """`stylecam convert INPUT OUTPUT --style NAME`: paint a GIF, video, image or folder of images.
 
-Frames stream from reader to writer, at most ``workers`` in flight (stylized in parallel, one core each, as
-in live mode; then stabilized and written in order), so memory stays flat however long the input is. Outputs
-appear only when complete (temporary file or folder beside the target, renamed at the end).
+Frames stream from reader to writer through the ordered worker runner (``pipeline.run_ordered``): ``workers``
+frames are stylized at once (one core each, as in live mode), then stabilized and written in order, so memory
+stays flat however long the input is. Outputs appear only when complete (``stylecam.atomic``). A folder is
+converted image by image into a mirrored folder; an image that cannot be read is skipped with a line and the
+run ends with a summary and exit status 1.
 """
 from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
 import signal
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 
 from . import videoio
+from .atomic import AtomicOutput, WriteError, check_writable, write_error
 from .errors import StylecamError
 from .videoio import Frame, MediaInfo
 
@@ -35,9 +34,19 @@ class Plan:
 
     src: Path
     dst: Path
-    out_kind: str  # "video", "gif", "image" or "dir"
+    out_kind: str  # "video", "gif", "animation" (WebP/APNG), "image" or "dir"
     info: Optional[MediaInfo] = None  # None for folders
-    images: Optional[list[Path]] = None  # folder inputs: the files to convert
+    images: Optional[list[Path]] = None  # folder inputs: the files to convert, relative to src
+    not_images: list[str] = field(default_factory=list)  # folder inputs: files skipped (relative paths)
+
+
+@dataclass
+class FolderResult:
+    """What a folder conversion did: converted files and (relative path, why) for the skipped ones."""
+
+    dst: Path
+    converted: list[Path]
+    failed: list[tuple[str, str]]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -47,6 +56,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def check_stability(value: Optional[float]) -> None:
+    """``--stability`` must be a number in [0, 1) for every input, stills included."""
+    if value is not None and not (math.isfinite(value) and 0 <= value < 1):
+        raise StylecamError(f"--stability must be at least 0 and below 1 (0 = off), got {value}")
 
 
 def plan(input: PathLike, output: PathLike) -> Plan:
@@ -61,11 +76,14 @@ def plan(input: PathLike, output: PathLike) -> Plan:
     if dst.is_dir():
         raise StylecamError(f"output {dst} is a folder; give a file name such as {dst / (src.stem + '.mp4')}")
     out_kind = videoio.output_kind(dst)
-    videoio.check_writable_folder(dst)
+    check_writable(dst.absolute().parent)
     info = videoio.probe(src)
-    if out_kind == "image" and (info.n_frames or 2) > 1:
-        raise StylecamError(f"input {src} has {info.n_frames or 'many'} frames but {dst.name} is a still image; "
-                            f"write a .gif or .mp4 instead")
+    many = (info.n_frames or 2) > 1
+    if out_kind == "image" and many:
+        if info.kind != "animation" or not videoio.can_animate(dst):
+            raise StylecamError(f"input {src} has {info.n_frames or 'many'} frames but {dst.name} is a still "
+                                f"image; write a .gif or .mp4 instead")
+        out_kind = "animation"
     if out_kind == "video" and info.kind == "image":
         raise StylecamError(f"input {src} is a still image; write it as {', '.join(videoio.IMAGE_FORMATS)} or .gif")
     return Plan(src, dst, out_kind, info)
@@ -74,54 +92,47 @@ def plan(input: PathLike, output: PathLike) -> Plan:
 def _plan_folder(src: Path, dst: Path) -> Plan:
     if dst.exists() and not dst.is_dir():
         raise StylecamError(f"input {src} is a folder, so the output must be a folder too, but {dst} is a file")
+    if not dst.exists() and dst.suffix.lower() in videoio.OUTPUT_EXTS:
+        raise StylecamError(f"input {src} is a folder of images, so the output is a folder too; {dst.name!r} "
+                            f"looks like a file name: give a folder name such as {dst.with_suffix('')}")
     if dst.is_dir() and any(dst.iterdir()):
         raise StylecamError(f"output folder {dst} already has files in it; choose a new or empty folder")
-    videoio.check_writable_folder(dst)
+    check_writable(dst.absolute().parent)
     images, skipped = [], []
-    for p in sorted(src.iterdir()):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        kind = videoio.image_format(p)
-        if kind in videoio.STILL_FORMATS or kind == "GIF":
-            images.append(p)
-        else:
-            skipped.append(p.name)
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden folders (.git, ...) stay out
+        here = Path(root)
+        for name in sorted(files):
+            rel = (here / name).relative_to(src)
+            if name.startswith("."):
+                continue
+            kind = videoio.image_format(here / name)
+            if kind in videoio.STILL_FORMATS or kind == "GIF" or rel.suffix.lower() in videoio.IMAGE_EXTS:
+                images.append(rel)
+            else:
+                skipped.append(str(rel))
     if not images:
         raise StylecamError(f"input folder {src} holds no images (png, jpg, webp, bmp, tiff, gif) to convert")
-    if skipped:
-        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        print(f"stylecam: note: skipping {len(skipped)} file(s) that are not images: {shown}", file=sys.stderr)
-    return Plan(src, dst, "dir", images=images)
+    return Plan(src, dst, "dir", images=images, not_images=skipped)
 
 
 def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameFn,
             stability: Optional[float] = None, workers: int = 1) -> Iterator[Tuple[T, np.ndarray]]:
-    """``(item, painted frame)`` in input order. ``workers`` frames are stylized at once; the optical-flow
-    stabilizer (``stability`` > 0) then runs in order, built per sequence so no motion state leaks from one
-    file into the next."""
-    stab = None
+    """``(item, painted frame)`` in input order through the ordered runner: ``workers`` frames are stylized
+    at once; the optical-flow stabilizer (``stability`` > 0) then runs in order, built per sequence so no
+    motion state leaks from one file into the next."""
+    from .pipeline import run_ordered
+
+    finish = None
     if stability:
         from .stabilize import Stabilizer
 
         stab = Stabilizer(stability)
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="stylecam-convert") as pool:
-        pending: deque = deque()
 
-        def done():
-            item, fut = pending.popleft()
-            y = fut.result()
-            return item, (stab(rgb(item), y) if stab is not None else y)
+        def finish(item, y):
+            return stab(rgb(item), y)
 
-        try:
-            for item in items:
-                pending.append((item, pool.submit(stylizer, rgb(item))))
-                if len(pending) >= max(1, workers):
-                    yield done()
-            while pending:
-                yield done()
-        finally:
-            for _, fut in pending:  # interrupted: do not start what is queued
-                fut.cancel()
+    return run_ordered(items, lambda item: stylizer(rgb(item)), finish, workers=max(1, workers))
 
 
 def _progress(total: Optional[int], desc: str, enabled: bool):
@@ -129,6 +140,10 @@ def _progress(total: Optional[int], desc: str, enabled: bool):
 
     return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False,
                 disable=not (enabled and sys.stderr.isatty()))
+
+
+def _note(msg: str) -> None:
+    print(f"stylecam: note: {msg}", file=sys.stderr)
 
 
 def _thin_for_gif(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
@@ -140,59 +155,83 @@ def _thin_for_gif(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
             yield f
 
 
-def convert(input: PathLike, output: PathLike, stylizer: FrameFn, progress: bool = True,
-            stability: Optional[float] = None, workers: int = 1) -> Path:
+def convert(input: Union[PathLike, Plan], output: Optional[PathLike] = None, stylizer: FrameFn = None,
+            progress: bool = True, stability: Optional[float] = None, workers: int = 1,
+            even_size: bool = False) -> Path:
     """Paint ``input`` into ``output`` with ``stylizer`` (any RGB uint8 frame -> same-shape frame).
 
-    GIF->GIF keeps per-frame durations, loop count and transparency; video->video keeps size, fps, frame
-    count and audio; video<->GIF, image->image and folder->folder work too. Returns the output path.
+    GIF/WebP/APNG animations keep per-frame durations, loop count and transparency; video->video keeps size,
+    fps, timestamps, frame count and audio; video<->GIF, image->image and folder->folder work too. ``input``
+    may be a ``Plan`` already made. Returns the output path; a folder with unreadable images raises
+    ``PartialFolder`` after converting the rest.
     """
-    p = plan(input, output)
+    check_stability(stability)
+    p = input if isinstance(input, Plan) else plan(input, output)
     if p.out_kind == "dir":
-        return _convert_folder(p, stylizer, progress, stability, workers)
-    return _convert_file(p, stylizer, progress, stability, workers)
+        result = _convert_folder(p, stylizer, progress, stability, workers, even_size)
+        if result.failed:
+            raise PartialFolder(result)
+        return p.dst
+    _convert_file(p, stylizer, progress, stability, workers, even_size)
+    return p.dst
+
+
+class PartialFolder(StylecamError):
+    """Some images of a folder could not be read; the others were converted and written."""
+
+    def __init__(self, result: FolderResult):
+        self.result = result
+        n, bad = len(result.converted), len(result.failed)
+        super().__init__(f"converted {n} of {n + bad} images into {result.dst}; skipped {bad} that could not be "
+                         f"read (listed above)")
 
 
 def _convert_file(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float],
-                  workers: int = 1) -> Path:
+                  workers: int = 1, even_size: bool = False) -> None:
     info = p.info
     frames = videoio.read_frames(info)
     if p.out_kind == "image":
         f = next(frames)
         videoio.write_image(p.dst, stylizer(f.rgb), f.alpha)
-        return p.dst
+        return
 
     def paint(items, rgb=lambda f: f.rgb):
         return painted(items, rgb, stylizer, stability, workers)
 
     total = info.n_frames
-    if p.out_kind == "gif":
+    if p.out_kind in ("gif", "animation"):
         if info.kind == "video":
             frames = _thin_for_gif(frames, float(info.fps))
             total = math.ceil(total / math.ceil(float(info.fps) / videoio.GIF_MAX_FPS)) if total else None
-        loop = info.loop if info.kind == "gif" else 0
-        with videoio.GifWriter(p.dst, loop=loop) as out, _progress(total, p.src.name, progress) as bar:
+        loop = info.loop if info.kind == "animation" else 0
+        writer = videoio.GifWriter if p.out_kind == "gif" else videoio.AnimationWriter
+        with writer(p.dst, loop=loop) as out, _progress(total, p.src.name, progress) as bar:
             for f, y in paint(frames):
                 out.write(y, f.alpha, f.duration_ms)
                 bar.update()
-        return p.dst
+        return
+    pix_fmt = "yuv420p" if even_size else "auto"
+    note = videoio.odd_size_note((info.width, info.height), pix_fmt)
+    if note:
+        _note(note)
     audio = str(info.path) if info.has_audio else None
-    with videoio.VideoWriter(p.dst, info.fps, audio_from=audio, sar=info.sar) as out, \
+    timed = info.kind == "video" and info.time_base is not None
+    with videoio.VideoWriter(p.dst, info.fps, audio_from=audio, sar=info.sar, pix_fmt=pix_fmt,
+                             time_base=info.time_base if timed else None) as out, \
             _progress(total, p.src.name, progress) as bar:
         if info.kind == "video":
-            for _, y in paint(frames):
-                out.write(y)
+            for f, y in paint(frames):
+                out.write(y, f.time_s if timed else None)  # the input's own timestamps: VFR stays VFR
                 bar.update()
-        else:  # GIF: hold each frame for its duration at a constant rate that fits all of them
+        else:  # animation: hold each frame for its duration at a constant rate that fits all of them
             for (_, n), y in paint(_retimed(frames, float(info.fps), bar), rgb=lambda fn: fn[0].rgb):
                 for _ in range(n):
                     out.write(y)
-    return p.dst
 
 
 def _retimed(frames: Iterator[Frame], fps: float, bar) -> Iterator[Tuple[Frame, int]]:
-    """GIF frames with how many video frames at ``fps`` each lasts; frames too short to show are skipped
-    before they cost a stylization."""
+    """Animation frames with how many video frames at ``fps`` each lasts; frames too short to show are
+    skipped before they cost a stylization."""
     t_ms, shown = 0.0, 0
     for f in frames:
         t_ms += f.duration_ms if f.duration_ms > 10 else 100.0  # browsers show 0-10 ms GIF frames for 100 ms
@@ -204,23 +243,37 @@ def _retimed(frames: Iterator[Frame], fps: float, bar) -> Iterator[Tuple[Frame, 
 
 
 def _convert_folder(p: Plan, stylizer: FrameFn, progress: bool, stability: Optional[float],
-                    workers: int = 1) -> Path:
-    tmp = p.dst.absolute().parent / f".{p.dst.name}.{secrets.token_hex(4)}.part"
-    os.mkdir(tmp)
-    try:
-        from tqdm import tqdm
+                    workers: int = 1, even_size: bool = False) -> FolderResult:
+    """Every image into the same relative place under a temporary folder, renamed onto the target at the end.
+    An image that cannot be read is skipped with a line; a failed write (disk full) ends the run with
+    nothing kept."""
+    from tqdm import tqdm
 
-        for src in tqdm(p.images, desc=p.src.name, unit="image", leave=False,
+    if p.not_images:
+        shown = ", ".join(p.not_images[:5]) + (" ..." if len(p.not_images) > 5 else "")
+        _note(f"skipping {len(p.not_images)} file(s) that are not images: {shown}")
+    converted, failed = [], []
+    with AtomicOutput(p.dst, folder=True) as out:
+        for rel in tqdm(p.images, desc=p.src.name, unit="image", leave=False,
                         disable=not (progress and sys.stderr.isatty())):
-            name = src.name if src.suffix.lower() in videoio.OUTPUT_EXTS else src.name + _ext_for(src)
-            _convert_file(plan(src, tmp / name), stylizer, False, stability, workers)
-        if p.dst.is_dir():
-            p.dst.rmdir()  # empty (checked in plan); rename cannot replace a folder
-        os.rename(tmp, p.dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return p.dst
+            src = p.src / rel
+            name = rel.name if src.suffix.lower() in videoio.OUTPUT_EXTS else rel.name + _ext_for(src)
+            target = out.tmp / rel.parent / name
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _convert_file(plan(src, target), stylizer, False, stability, workers, even_size)
+            except WriteError:
+                raise
+            except OSError as e:
+                raise write_error(p.dst, e) from None
+            except StylecamError as e:
+                print(f"stylecam: skipped {rel}: {e}", file=sys.stderr)
+                failed.append((str(rel), str(e)))
+                continue
+            converted.append(p.dst / rel.parent / name)
+        if not converted:
+            raise StylecamError(f"none of the {len(failed)} images in {p.src} could be read; nothing written")
+    return FolderResult(p.dst, converted, failed)
 
 
 def _ext_for(src: Path) -> str:
@@ -233,9 +286,9 @@ def _ext_for(src: Path) -> str:
 def register(sub) -> None:
     ap = sub.add_parser("convert", help="paint a GIF, video, image or folder of images",
                         description="Paint INPUT in a style and write OUTPUT; the output type follows its "
-                                    "extension (.gif, .mp4/.mov/.mkv, .png/.jpg/.webp) or is a folder for a "
-                                    "folder of images.")
-    ap.add_argument("input", metavar="INPUT", help="GIF, video, image, or a folder of images")
+                                    "extension (.gif, .mp4/.mov/.mkv, .png/.jpg/.webp; .webp/.png keep an "
+                                    "animation animated) or is a folder for a folder of images.")
+    ap.add_argument("input", metavar="INPUT", help="GIF, WebP/APNG animation, video, image, or a folder of images")
     ap.add_argument("output", metavar="OUTPUT", help="output file (type from its extension) or folder")
     ap.add_argument("--style", required=True, help="style name (see `stylecam styles`) or weights file path")
     ap.add_argument("--scale", type=float, default=1.0,
@@ -244,11 +297,16 @@ def register(sub) -> None:
     ap.add_argument("--preserve-colors", action="store_true", help="keep the input's colours, paint the light")
     ap.add_argument("--stability", type=float, default=None, metavar="K",
                     help="flicker removal for videos and GIFs, in [0, 1) (default 0.95; 0 = off)")
+    ap.add_argument("--even-size", action="store_true",
+                    help="video: pad an odd width/height by one edge pixel and write 4:2:0, which every player "
+                         "takes (default: keep the exact size as 4:4:4)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     ap.add_argument("--precision", default=None, help="auto, fp32, fp16 or bf16")
+    ap.add_argument("--backend", choices=["auto", "torch", "openvino"], default=None,
+                    help="CPU engine: openvino, torch, or auto (default: OpenVINO, PyTorch if it cannot run the net)")
     ap.add_argument("--workers", type=int, default=None, metavar="N",
                     help="frames stylized in parallel (default: 2 on a CPU with 2+ cores; 1 on a GPU)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no 'wrote' line")
     ap.set_defaults(func=run)
 
 
@@ -268,20 +326,29 @@ def run(args) -> int:
     from .live import pick_workers
     from .stabilize import strength_or_default
 
-    plan(args.input, args.output)  # bad paths fail before the style is loaded
-    stylizer = load(args.style, device=args.device, precision=args.precision, strength=args.strength,
+    check_stability(args.stability)
+    p = plan(args.input, args.output)  # bad paths fail before the style is loaded
+    replacing = p.out_kind != "dir" and p.dst.is_file()
+    stylizer = load(args.style, device=args.device, precision=args.precision, backend=args.backend,
+                    strength=args.strength,
                     preserve_colors=args.preserve_colors, scale=args.scale)
     workers = pick_workers(args.workers, stylizer.device.type)
     previous = _stop_on_sigterm()
+    status = 0
     try:
-        out = convert(args.input, args.output, stylizer, progress=not args.quiet,
-                      stability=strength_or_default(args.stability), workers=workers)
+        out = convert(p, stylizer=stylizer, progress=not args.quiet, stability=strength_or_default(args.stability),
+                      workers=workers, even_size=args.even_size)
+    except PartialFolder as e:
+        print(f"stylecam: {e}", file=sys.stderr)
+        out, status = p.dst, 1
     except KeyboardInterrupt:
         print("stylecam: interrupted; no output written", file=sys.stderr)
         return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    if not args.quiet:
+    if replacing:
+        print(f"stylecam: replaced the earlier {out}", file=sys.stderr)
+    elif not args.quiet and status == 0:
         print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return status

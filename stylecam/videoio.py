@@ -1,35 +1,38 @@
-"""Frames in and out of files: video (ffmpeg), GIF and still images (Pillow), streamed and written atomically.
+"""Frames in and out of files: video through PyAV (FFmpeg's libraries), GIF/WebP/APNG animations and still
+images through Pillow; streamed, and written atomically (``stylecam.atomic``).
 
-Shared by offline conversion and live recording. Every writer works on a hidden temporary file beside the
-target and renames it onto the target in ``close()``; ``abort()`` (or an exception inside ``with``) deletes
-it, so a failure or Ctrl-C never leaves a partial output.
+Reading: ``iter_frames(path)`` gives any input's RGB frames (video, animation or image); ``read_frames`` gives
+``Frame``s with alpha, display duration and presentation time; ``probe`` tells what a file is from its
+content (PyAV's stream fields, no text parsing).
 
-Video is H.264 in MP4/MOV/MKV, yuv420p, BT.709-tagged, faststart: the format every player takes. yuv420p
-stores colour per 2x2 block, so H.264 cannot hold an odd width or height; such frames are padded by one
-repeated edge row/column and the file is one pixel larger on that side (``VideoWriter.encoded_size``).
-Pass ``pix_fmt="yuv444p"`` for exact odd sizes at the cost of players that cannot decode 4:4:4 (browsers,
-QuickTime).
+Video out is H.264 in MP4/MOV/MKV, BT.709-tagged, faststart. Frames keep the timestamps they are given
+(``write(frame, t=...)``), so a variable-rate input keeps its timing. The audio of another file is copied
+packet for packet when the output container takes its codec (AAC, MP3, Opus, ALAC... see ``AUDIO_COPY``)
+and re-encoded to AAC otherwise. 4:2:0 colour (what every player takes) stores colour per 2x2 block, so
+H.264 4:2:0 cannot hold an odd width or height; ``pix_fmt="auto"`` then writes 4:4:4 at the exact size
+(players without 4:4:4 support - browsers, QuickTime - cannot play it); ``pix_fmt="yuv420p"`` pads one
+repeated edge row/column instead (``VideoWriter.encoded_size``).
 
 GIF durations are centiseconds in the file; writers round the running time, not each frame, so a 30 fps
-clip keeps its length. Frames are written whole with disposal "restore to background" and one palette
-index reserved for transparency, which renders the same in browsers and in Pillow.
+clip keeps its length. GIF frames are written whole with disposal "restore to background" and one palette
+index reserved for transparency, which renders the same in browsers and in Pillow. Animated WebP and APNG
+keep per-frame durations, loop count and alpha; Pillow encodes them in one go, so their frames are held in
+memory until ``close()``.
 """
 from __future__ import annotations
 
 import math
 import os
-import re
-import secrets
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
 
+import av
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageOps
 
+from .atomic import AtomicOutput, ClosesOnExit, save_file, write_error
 from .errors import StylecamError
 
 PathLike = Union[str, os.PathLike]
@@ -38,19 +41,29 @@ VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv")
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-STILL_FORMATS = set(IMAGE_FORMATS.values())  # Pillow formats read as one still image
-OUTPUT_EXTS = VIDEO_EXTS + (".gif",) + tuple(IMAGE_FORMATS)
+ANIMATED_FORMATS = {"GIF", "WEBP", "PNG"}  # Pillow formats that can hold an animation (PNG: APNG)
+STILL_FORMATS = set(IMAGE_FORMATS.values())  # Pillow formats read as images
+IMAGE_EXTS = (".gif",) + tuple(IMAGE_FORMATS)  # names a folder conversion treats as images
+OUTPUT_EXTS = VIDEO_EXTS + IMAGE_EXTS
 GIF_MAX_FPS = 50  # browsers show frames shorter than 20 ms for 100 ms
 COMMON_FPS = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
+# Audio codecs each container takes as they are (copied without re-encoding); others become AAC.
+_PCM = {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_f32le", "pcm_u8"}
+_MP4_AUDIO = {"aac", "mp3", "mp2", "opus", "flac", "alac", "ac3", "eac3"}
+AUDIO_COPY = {".mp4": _MP4_AUDIO, ".m4v": _MP4_AUDIO,
+              ".mov": {"aac", "mp3", "alac", "ac3", "eac3"} | _PCM,
+              ".mkv": _MP4_AUDIO | {"vorbis", "dts", "truehd", "wavpack"} | _PCM}
 
 
 @dataclass
 class Frame:
-    """One picture of a sequence. ``alpha`` is HxW uint8 or None; ``duration_ms`` is its display time."""
+    """One picture of a sequence. ``alpha`` is HxW uint8 or None; ``duration_ms`` is its display time;
+    ``time_s`` its presentation time in the input (video), if known."""
 
     rgb: np.ndarray
     alpha: Optional[np.ndarray] = None
     duration_ms: float = 100.0
+    time_s: Optional[float] = None
 
 
 @dataclass
@@ -58,39 +71,22 @@ class MediaInfo:
     """What a probe learns about an input before decoding it."""
 
     path: Path
-    kind: str  # "video", "gif" or "image"
+    kind: str  # "video", "animation" (GIF, animated WebP, APNG) or "image"
     width: int
     height: int
-    fps: Optional[Fraction] = None  # video only
+    fps: Optional[Fraction] = None  # video: the stream's rate; animation: a rate that fits its durations
     duration: Optional[float] = None  # seconds, when known
-    n_frames: Optional[int] = None  # exact for GIF/image, an estimate for video
+    n_frames: Optional[int] = None  # exact for animations/images, from the container's index for video
     has_audio: bool = False
-    loop: Optional[int] = None  # GIF NETSCAPE loop count (0 = forever); None = play once
-    sar: Optional[str] = None  # video sample aspect ratio "a:b" when not square
+    loop: Optional[int] = None  # animation loop count (0 = forever); None = play once
+    sar: Optional[Fraction] = None  # video sample aspect ratio when not square
+    format: str = ""  # Pillow format (GIF, WEBP, PNG, JPEG...) or the video's container name
+    time_base: Optional[Fraction] = None  # video: the stream's timestamp unit
+    rotation: int = 0  # video: degrees counterclockwise the frames are turned to be upright
+    audio_codec: Optional[str] = None
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def temp_path_beside(target: PathLike, suffix: str = "") -> Path:
-    """A hidden, unused name in the target's folder; not created, so the file gets normal permissions."""
-    target = Path(target)
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.part{suffix}")
-
-
-def check_writable_folder(target: PathLike) -> None:
-    """Fail before any work if the output cannot be created."""
-    folder = Path(target).absolute().parent
-    if not folder.is_dir():
-        raise StylecamError(f"output folder {folder} does not exist; create it first or choose another output path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StylecamError(f"cannot write into folder {folder} (permission denied); choose another output path")
-
-
 def output_kind(path: PathLike) -> str:
     """'video', 'gif' or 'image' from the output's extension (there is no content to look at yet)."""
     ext = Path(path).suffix.lower()
@@ -105,8 +101,13 @@ def output_kind(path: PathLike) -> str:
                         f"one of {', '.join(OUTPUT_EXTS)}")
 
 
+def can_animate(path: PathLike) -> bool:
+    """An output name whose format holds an animation (GIF, WebP, APNG) besides video."""
+    return IMAGE_FORMATS.get(Path(path).suffix.lower()) in ANIMATED_FORMATS or Path(path).suffix.lower() == ".gif"
+
+
 def to_fraction(fps: float) -> Fraction:
-    """ffmpeg prints 29.97; the stream is 30000/1001. Snap to the NTSC rates, keep others as given."""
+    """29.97 -> 30000/1001: snap to the NTSC rates, keep others as given."""
     for f in COMMON_FPS:
         if abs(float(f) - fps) < 0.006:
             return f
@@ -130,22 +131,23 @@ def _check_frame(frame: np.ndarray) -> None:
                          f"{getattr(frame, 'dtype', '')}")
 
 
-def _tail(f: IO[bytes], n: int = 3) -> str:
-    """The last meaningful lines of an ffmpeg log, as one line."""
-    f.seek(0)
-    lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    return "; ".join(lines[-n:])[-300:]
+def _av_why(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e).split(":")[0] or type(e).__name__
+
+
+def odd_size_note(size: tuple[int, int], pix_fmt: str) -> Optional[str]:
+    """One line saying what an odd frame size becomes in H.264, or None when nothing changes."""
+    w, h = size
+    if w % 2 == 0 and h % 2 == 0:
+        return None
+    if pix_fmt == "yuv420p":
+        return (f"{w}x{h} is odd-sized and 4:2:0 H.264 needs even sizes: padded to {w + w % 2}x{h + h % 2} by "
+                f"repeating the edge")
+    return (f"{w}x{h} is odd-sized: written as 4:4:4 H.264 to keep the exact size (browsers and QuickTime may "
+            f"not play it; --even-size pads to {w + w % 2}x{h + h % 2} in 4:2:0 instead)")
 
 
 # -- probing ---------------------------------------------------------------------------------------------------
-_STREAM_V = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
-_SIZE = re.compile(r",\s*(\d+)x(\d+)[\s,\[]")
-_FPS = re.compile(r"([\d.]+)\s*(k?)\s*(fps|tbr)")
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):([\d.]+)")
-_SAR = re.compile(r"\[SAR (\d+):(\d+) DAR")
-_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
-
-
 def probe(path: PathLike) -> MediaInfo:
     """Identify an input by its content (not its name) and read its size, timing and audio presence."""
     p = Path(path)
@@ -156,36 +158,40 @@ def probe(path: PathLike) -> MediaInfo:
     if p.stat().st_size == 0:
         raise StylecamError(f"input {p} is empty (0 bytes); nothing to convert")
     info = _probe_pillow(p)
-    return info if info is not None else _probe_ffmpeg(p)
+    return info if info is not None else _probe_av(p)
 
 
 def _probe_pillow(p: Path) -> Optional[MediaInfo]:
     try:
         with Image.open(p) as im:
             fmt = im.format
-            if fmt == "GIF":
-                loop = im.info.get("loop")
+            if fmt in ANIMATED_FORMATS and getattr(im, "n_frames", 1) > 1 or fmt == "GIF":
                 durations = []
                 for i in range(im.n_frames):
                     im.seek(i)
+                    if fmt == "WEBP":
+                        im.load()  # Pillow sets a WebP frame's duration when it decodes it
                     durations.append(float(im.info.get("duration", 0) or 0))
-                return MediaInfo(p, "gif", im.width, im.height, fps=gif_fps(durations),
-                                 duration=sum(durations) / 1000, n_frames=len(durations), loop=loop)
+                loop = im.info.get("loop")
+                if fmt == "PNG" and loop is None:
+                    loop = 0  # APNG's default num_plays is 0: forever
+                return MediaInfo(p, "animation", im.width, im.height, fps=gif_fps(durations),
+                                 duration=sum(durations) / 1000, n_frames=len(durations), loop=loop, format=fmt)
             if fmt in STILL_FORMATS:
                 w, h = im.size
                 if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation turns it by 90 degrees
                     w, h = h, w
-                return MediaInfo(p, "image", w, h, n_frames=1)
+                return MediaInfo(p, "image", w, h, n_frames=1, format=fmt)
     except Image.DecompressionBombError as e:
         raise StylecamError(f"input {p} is too large to open safely ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         if image_format(p) in ("GIF", *STILL_FORMATS):
             raise StylecamError(f"input {p} is truncated or damaged ({e}); re-download or re-export it") from None
-        return None  # not something Pillow reads: let ffmpeg try
+        return None  # not something Pillow reads: let FFmpeg try
     return None
 
 
-def image_format(p: Path) -> Optional[str]:
+def image_format(p: PathLike) -> Optional[str]:
     """The Pillow format a file claims by its signature, even if it fails to decode."""
     try:
         with Image.open(p) as im:
@@ -194,43 +200,57 @@ def image_format(p: Path) -> Optional[str]:
         return None
 
 
-def _probe_ffmpeg(p: Path) -> MediaInfo:
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True,
-                         stdin=subprocess.DEVNULL, check=False).stderr.decode(errors="replace")
-    vline = next((m.group(1) for m in map(_STREAM_V.search, out.splitlines()) if m), None)
-    size = _SIZE.search(vline) if vline else None
-    if not size:
-        why = next((ln.strip() for ln in out.splitlines() if "Invalid data" in ln or "moov atom" in ln
-                    or "rror" in ln), "no video stream")
-        why = re.sub(r"^\[[^\]]*\]\s*", "", why)
-        raise StylecamError(f"input {p} is not an image, GIF or video stylecam can read, or it is truncated "
-                            f"(ffmpeg: {why}); check the file")
-    w, h = int(size.group(1)), int(size.group(2))
-    rot = _ROTATION.search(out)
-    if rot and round(abs(float(rot.group(1)))) % 180 == 90:  # ffmpeg autorotates while decoding
-        w, h = h, w
-    fps = None
-    for m in _FPS.finditer(vline):
-        val = float(m.group(1)) * (1000 if m.group(2) else 1)
-        if val > 0:
-            fps = to_fraction(val)
-            break
-    dur = _DURATION.search(out)
-    duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else None
-    sar = _SAR.search(vline)
-    sar_s = f"{sar.group(1)}:{sar.group(2)}" if sar and sar.group(1) != sar.group(2) else None
-    n = round(duration * float(fps)) if duration and fps else None
-    has_audio = any(re.search(r"Stream #\d+:\d+.*?: Audio:", ln) for ln in out.splitlines())
-    return MediaInfo(p, "video", w, h, fps=fps or Fraction(25), duration=duration, n_frames=n,
-                     has_audio=has_audio, sar=sar_s)
+def _not_media(p: Path, why: str) -> StylecamError:
+    return StylecamError(f"input {p} is not an image, GIF or video stylecam can read, or it is truncated "
+                         f"(ffmpeg: {why}); check the file")
+
+
+def _probe_av(p: Path) -> MediaInfo:
+    try:
+        with av.open(str(p), metadata_errors="replace") as c:
+            if not c.streams.video:
+                raise _not_media(p, "no video stream")
+            vs = c.streams.video[0]
+            cc = vs.codec_context
+            w, h = cc.width, cc.height
+            rotation = 0
+            try:  # the display matrix reaches the decoded frames; one frame also proves the file decodes
+                first = next(c.decode(vs))
+                rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
+                w, h = first.width, first.height
+            except (StopIteration, av.error.FFmpegError):
+                pass
+            if not w or not h:
+                raise _not_media(p, "no decodable video frames")
+            if rotation in (90, 270):
+                w, h = h, w
+            rate = vs.guessed_rate or vs.average_rate or vs.base_rate
+            fps = to_fraction(float(rate)) if rate and rate > 0 else Fraction(25)
+            tb = vs.time_base
+            if vs.duration is not None and tb:
+                duration = float(vs.duration * tb)
+            elif c.duration is not None:
+                duration = c.duration / av.time_base
+            else:
+                duration = None
+            n = vs.frames or (round(duration * float(fps)) if duration else None)
+            sar = vs.sample_aspect_ratio
+            audio = c.streams.audio[0] if c.streams.audio else None
+            return MediaInfo(p, "video", w, h, fps=fps, duration=duration, n_frames=n or None,
+                             has_audio=audio is not None, sar=sar if sar and sar != 1 else None,
+                             format=c.format.name, time_base=tb, rotation=rotation,
+                             audio_codec=audio.codec_context.name if audio is not None else None)
+    except av.error.FFmpegError as e:
+        raise _not_media(p, _av_why(e)) from None
 
 
 # -- readers ---------------------------------------------------------------------------------------------------
 class VideoReader:
-    """Decodes a video's frames one at a time through an ffmpeg pipe (memory flat in the length).
+    """Decodes a video's frames one at a time (memory flat in the length), upright, as RGB uint8.
 
-    Every decoded frame comes out once (no frame-rate conversion), so the frame count survives. A file that
-    ends early with decoder errors is reported as truncated instead of silently converting half of it.
+    Every decoded frame comes out once (no frame-rate conversion), so the frame count survives; ``frames()``
+    also gives each frame's presentation time. A file that ends early or with decoder errors is reported as
+    truncated instead of silently converting half of it.
     """
 
     def __init__(self, path: PathLike, info: Optional[MediaInfo] = None):
@@ -241,53 +261,38 @@ class VideoReader:
         self.frames_read = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        w, h = self.info.width, self.info.height
-        nbytes = w * h * 3
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(self.path),
-               "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-        with tempfile.TemporaryFile() as log:
-            # Own session: a terminal Ctrl-C reaches Python alone, which then stops ffmpeg itself.
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                    start_new_session=True, bufsize=0)
-            try:
-                while True:
-                    buf = _read_exact(proc.stdout, nbytes)
-                    if buf is None:
-                        break
-                    self.frames_read += 1
-                    yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-                rc = proc.wait()
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                proc.stdout.close()
-            self._check_complete(rc, log)
+        return (f.rgb for f in self.frames())
 
-    def _check_complete(self, rc: int, log: IO[bytes]) -> None:
-        errors = _tail(log)
+    def frames(self) -> Iterator[Frame]:
+        """Frames with their presentation time (seconds) and 1/fps as their duration."""
+        step = 1000.0 / float(self.info.fps or 25)
+        k = self.info.rotation // 90
+        error = None
+        with av.open(str(self.path)) as c:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            try:
+                for vf in c.decode(vs):
+                    rgb = vf.reformat(format="rgb24", threads=1).to_ndarray()  # sws threads cost more than they give
+                    if k:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, k))
+                    self.frames_read += 1
+                    yield Frame(rgb, None, step, vf.time)
+            except av.error.FFmpegError as e:
+                error = _av_why(e)
+        self._check_complete(error)
+
+    def _check_complete(self, error: Optional[str]) -> None:
         expected = self.info.n_frames or 0
-        short = self.frames_read < 0.95 * expected
-        if rc != 0 or self.frames_read == 0 or (errors and ("partial file" in errors or short)):
+        if error or self.frames_read == 0 or self.frames_read < 0.95 * expected:
             raise StylecamError(f"input {self.path} is truncated or damaged: decoding stopped after "
-                                f"{self.frames_read} of ~{expected} frames ({errors or f'ffmpeg exit {rc}'}); "
+                                f"{self.frames_read} of ~{expected} frames ({error or 'the file ends early'}); "
                                 f"re-download or re-export it")
 
 
-def _read_exact(stream: IO[bytes], n: int) -> Optional[bytearray]:
-    """Exactly n bytes, or None at the end; a bytearray so the frame array built on it is writable."""
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = stream.read(n - len(buf))
-        if not chunk:
-            return None  # a partial last frame is not a frame
-        buf += chunk
-    return buf
-
-
-def read_gif(path: PathLike) -> Iterator[Frame]:
-    """Composited GIF frames (Pillow applies each frame's disposal), with alpha and per-frame duration."""
+def read_animation(path: PathLike) -> Iterator[Frame]:
+    """Composited frames of a GIF, animated WebP or APNG (Pillow applies each frame's disposal and blending),
+    with alpha and per-frame duration."""
     p = Path(path)
     with Image.open(p) as im:
         i = 0
@@ -319,57 +324,122 @@ def read_image(path: PathLike) -> Frame:
     return Frame(rgb, alpha, 0.0)
 
 
-def read_frames(info: MediaInfo) -> Iterator[Frame]:
-    """Any probed input as a stream of Frames; video frames carry 1/fps as their duration."""
+def read_frames(info: Union[MediaInfo, PathLike]) -> Iterator[Frame]:
+    """Any input (probed or a path) as a stream of Frames; video frames carry 1/fps as their duration."""
+    if not isinstance(info, MediaInfo):
+        info = probe(info)
     if info.kind == "video":
-        step = 1000.0 / float(info.fps or 25)
-        return (Frame(f, None, step) for f in VideoReader(info.path, info))
-    if info.kind == "gif":
-        return read_gif(info.path)
+        return VideoReader(info.path, info).frames()
+    if info.kind == "animation":
+        return read_animation(info.path)
     return iter([read_image(info.path)])
 
 
+def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
+    """The RGB uint8 frames of any input - video, GIF/WebP/APNG animation or image - one at a time.
+    Transparent pixels come out over white. Bad input raises a one-line StylecamError."""
+    return (f.rgb for f in read_frames(path))
+
+
 # -- writers ---------------------------------------------------------------------------------------------------
-class _AtomicOutput:
-    """Temp file beside the target; rename on close, delete on abort; abort on exceptions inside ``with``."""
+class _Writer(ClosesOnExit):
+    """A writer on an ``AtomicOutput``; ``with`` calls the writer's own ``close``/``abort``."""
 
-    def __init__(self, path: PathLike, suffix: str = ""):
-        self.path = Path(path)
-        check_writable_folder(self.path)
-        self.tmp = temp_path_beside(self.path, suffix)
-        self.closed = False
+    out: AtomicOutput
 
-    def _commit(self) -> None:
-        os.replace(self.tmp, self.path)
-        self.closed = True
+    @property
+    def tmp(self) -> Path:
+        return self.out.tmp
 
-    def _discard(self) -> None:
-        self.closed = True
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+    @property
+    def closed(self) -> bool:
+        return self.out.closed
 
-    def __enter__(self):
-        return self
+    @property
+    def replaced(self) -> bool:
+        return self.out.replaced
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()  # defined by each writer
+    def close(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _AudioTrack:
+    """The first audio stream of another file, muxed into ``out`` as the video goes: packets copied when
+    the container takes the codec, else decoded and re-encoded to AAC 192 kb/s."""
+
+    def __init__(self, out: av.container.OutputContainer, src: PathLike, ext: str):
+        self.src = av.open(str(src))
+        self.stream = None
+        if not self.src.streams.audio:
+            self.src.close()
+            return
+        a = self.src.streams.audio[0]
+        self.codec = a.codec_context.name
+        self.copied = self.codec in AUDIO_COPY.get(ext, ())
+        if self.copied:
+            self.stream = out.add_stream_from_template(a)
         else:
-            self.abort()
+            layout = "mono" if a.layout.nb_channels == 1 else "stereo"
+            self.stream = out.add_stream("aac", rate=a.rate or 48000, layout=layout)
+            self.stream.bit_rate = 192000
+            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=a.rate or 48000)
+        self.out = out
+        self._packets = self.src.demux(a)
+        self.done = False
+
+    def mux_until(self, t: Optional[float]) -> None:
+        """Mux the audio up to time ``t`` (seconds; None = all of it)."""
+        while self.stream is not None and not self.done:
+            pkt = next(self._packets, None)
+            if pkt is None:
+                self._finish()
+                return
+            if pkt.dts is None and pkt.pts is None:
+                continue  # the demuxer's flush packet
+            when = float((pkt.pts if pkt.pts is not None else pkt.dts) * pkt.time_base)
+            if self.copied:
+                if pkt.pts is None:
+                    pkt.pts = pkt.dts
+                pkt.stream = self.stream
+                self.out.mux(pkt)
+            else:
+                for fr in pkt.decode():
+                    self._encode(fr)
+            if t is not None and when >= t:
+                return
+
+    def _encode(self, fr) -> None:
+        for r in self._resampler.resample(fr):
+            self.out.mux(self.stream.encode(r))
+
+    def _finish(self) -> None:
+        self.done = True
+        if not self.copied:
+            self._encode(None)
+            self.out.mux(self.stream.encode(None))
+        self.close()
+
+    def close(self) -> None:
+        self.done = True
+        self.src.close()
 
 
-class VideoWriter(_AtomicOutput):
-    """H.264 video written through an ffmpeg pipe, optionally with the audio of another file.
+class VideoWriter(_Writer):
+    """H.264 video (PyAV), optionally with the audio of another file.
 
-    ``quality`` is imageio's 1-10 scale (10 best; 6 = x264 CRF 20); ``preset`` defaults to veryfast so a
-    live recording does not steal the stylizer's CPU. The frame size is taken from the first ``write``;
-    later frames must match it.
+    ``quality`` is a 1-10 scale (10 best; 6 = x264 CRF 20); ``preset`` defaults to veryfast so a live
+    recording does not steal the stylizer's CPU. The frame size is taken from the first ``write``; later
+    frames must match it. ``write(frame, t)`` places the frame at ``t`` seconds (``time_base`` is then the
+    unit timestamps are kept in - pass the input stream's for exact timing); without ``t`` frames follow one
+    another at ``fps``.
     """
 
     def __init__(self, path: PathLike, fps: float, audio_from: Optional[PathLike] = None, codec: str = "libx264",
-                 quality: float = 6, preset: str = "veryfast", pix_fmt: str = "yuv420p", sar: Optional[str] = None):
+                 quality: float = 6, preset: str = "veryfast", pix_fmt: str = "auto",
+                 sar: Optional[Union[str, Fraction]] = None, time_base: Optional[Fraction] = None):
         ext = Path(path).suffix.lower()
         if ext not in VIDEO_EXTS:
             raise StylecamError(f"cannot write video {Path(path).name!r}: use one of {', '.join(VIDEO_EXTS)}")
@@ -377,106 +447,119 @@ class VideoWriter(_AtomicOutput):
             raise ValueError(f"fps must be positive, got {fps}")
         if not 1 <= quality <= 10:
             raise ValueError(f"quality must be between 1 and 10, got {quality}")
-        super().__init__(path, suffix=ext)
+        self.ext = ext
         self.fps = fps if isinstance(fps, Fraction) else to_fraction(float(fps))
+        self.time_base = Fraction(time_base) if time_base else 1 / self.fps
         self.audio_from = str(audio_from) if audio_from else None
-        self.codec, self.quality, self.preset, self.pix_fmt, self.sar = codec, quality, preset, pix_fmt, sar
+        self.codec, self.quality, self.preset, self.pix_fmt = codec, quality, preset, pix_fmt
+        self.sar = Fraction(sar.replace(":", "/")) if isinstance(sar, str) else sar
         self.size: Optional[tuple[int, int]] = None  # (width, height) of the frames given
         self.encoded_size: Optional[tuple[int, int]] = None  # what the file holds (see module docstring)
         self.frames_written = 0
-        self._proc: Optional[subprocess.Popen] = None
-        self._log: Optional[IO[bytes]] = None
-
-    def _command(self, w: int, h: int) -> list[str]:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(self.fps), "-i", "-"]
-        if self.audio_from:
-            cmd += ["-i", self.audio_from, "-map", "0:v:0", "-map", "1:a?", "-c:a", "aac", "-b:a", "192k"]
-        vf = [f"scale=out_color_matrix=bt709:out_range=tv,format={self.pix_fmt}",
-              "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"]
-        if self.sar:
-            vf.append(f"setsar={self.sar.replace(':', '/')}")
-        cmd += ["-vf", ",".join(vf), "-c:v", self.codec, "-pix_fmt", self.pix_fmt]
-        if self.codec in ("libx264", "libx265"):
-            cmd += ["-crf", str(int((1 - self.quality / 10) * 51)), "-preset", self.preset]
-        else:
-            cmd += ["-q:v", str(int((1 - self.quality / 10) * 30) + 1)]
-        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            cmd += ["-movflags", "+faststart"]
-        return cmd + [str(self.tmp)]
+        self.audio: Optional[_AudioTrack] = None
+        self._c: Optional[av.container.OutputContainer] = None
+        self._vs = None
+        self._last_pts = -1
+        self.out = AtomicOutput(path)
+        self.path = self.out.path
 
     def _start(self, w: int, h: int) -> None:
         self.size = (w, h)
+        if self.pix_fmt == "auto":
+            self.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
         even = self.pix_fmt.startswith(("yuv420", "yuv422", "nv12"))
         self.encoded_size = (w + (w % 2), h + (h % 2)) if even else (w, h)
-        self._log = tempfile.TemporaryFile()
-        # Own session: a terminal Ctrl-C must not kill the encoder before the caller decides to keep or drop.
-        self._proc = subprocess.Popen(self._command(*self.encoded_size), stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
+        opts = {"movflags": "+faststart"} if self.ext in (".mp4", ".m4v", ".mov") else {}
+        self._c = av.open(str(self.tmp), "w", format={".mkv": "matroska", ".mov": "mov"}.get(self.ext, "mp4"),
+                          options=opts)
+        vs = self._c.add_stream(self.codec, rate=self.fps)
+        vs.width, vs.height = self.encoded_size
+        vs.pix_fmt = self.pix_fmt
+        vs.time_base = self.time_base
+        cc = vs.codec_context
+        cc.time_base = self.time_base  # frame pts are in this unit
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+        cc.color_range = 1  # limited ("tv") range
+        if self.sar:
+            cc.sample_aspect_ratio = self.sar
+        if self.codec in ("libx264", "libx265"):
+            cc.options = {"crf": str(int((1 - self.quality / 10) * 51)), "preset": self.preset}
+        else:
+            cc.qscale = int((1 - self.quality / 10) * 30) + 1
+        self._vs = vs
+        if self.audio_from:
+            self.audio = _AudioTrack(self._c, self.audio_from, self.ext)
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, t: Optional[float] = None) -> None:
         if self.closed:
             raise ValueError("write() on a closed VideoWriter")
         _check_frame(frame)
         h, w = frame.shape[:2]
-        if self._proc is None:
-            self._start(w, h)
-        elif (w, h) != self.size:
+        if self.size is not None and (w, h) != self.size:
             raise ValueError(f"frame size {w}x{h} differs from the first frame's {self.size[0]}x{self.size[1]}")
-        ew, eh = self.encoded_size
-        if (ew, eh) != (w, h):
-            frame = np.pad(frame, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).data)
-        except (BrokenPipeError, OSError):
-            self._proc.wait()
-            msg = _tail(self._log)
+            if self._c is None:
+                self._start(w, h)
+            ew, eh = self.encoded_size
+            if (ew, eh) != (w, h):
+                frame = np.pad(frame, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = vf.reformat(format=self.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG", threads=1)
+            if t is None:
+                t = self.frames_written / self.fps
+            pts = max(round(t / self.time_base), self._last_pts + 1)
+            vf.pts, vf.time_base, self._last_pts = pts, self.time_base, pts
+            self._c.mux(self._vs.encode(vf))
+            if self.audio is not None:
+                self.audio.mux_until(float(pts * self.time_base) + 0.5)
+        except (OSError, av.error.FFmpegError) as e:
             self.abort()
-            raise StylecamError(f"ffmpeg stopped while writing {self.path} ({msg or 'no message'})") from None
+            raise write_error(self.path, e) from None
+        # (a Ctrl-C here leaves the writer open: live recording then finalizes what it has with close())
         self.frames_written += 1
 
     def close(self) -> None:
         """Finish encoding and move the file into place."""
         if self.closed:
             return
-        if self._proc is None:
-            self._discard()
+        if self._c is None:
+            self.abort()
             raise StylecamError(f"nothing to write to {self.path}: no frames were given")
         try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = self._proc.wait()
-        if rc != 0:
-            msg = _tail(self._log)
+            self._c.mux(self._vs.encode(None))
+            if self.audio is not None:
+                self.audio.mux_until(None)
+            self._c.close()
+        except (OSError, av.error.FFmpegError) as e:
             self.abort()
-            raise StylecamError(f"ffmpeg could not write {self.path} ({msg or f'exit {rc}'})")
-        self._log.close()
-        self._commit()
+            raise write_error(self.path, e) from None
+        except BaseException:
+            self.abort()
+            raise
+        self.out.commit()
 
     def abort(self) -> None:
-        """Stop the encoder and delete the temporary file; the target is left as it was."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc is not None and self._proc.stdin and not self._proc.stdin.closed:
+        """Stop encoding and delete the temporary file; the target is left as it was."""
+        if self.audio is not None:
+            self.audio.close()
+        if self._c is not None:
             try:
-                self._proc.stdin.close()
-            except OSError:
+                self._c.close()
+            except Exception:
                 pass
-        if self._log is not None and not self._log.closed:
-            self._log.close()
-        self._discard()
+            self._c = None
+        self.out.discard()
 
 
-class GifWriter(_AtomicOutput):
+class GifWriter(_Writer):
     """Animated GIF written frame by frame (no whole-animation buffer), with per-frame durations, a loop
     count (None = play once, 0 = forever) and transparency where ``alpha`` < 128."""
 
     TRANSPARENT = 255  # palette index reserved for transparent pixels; colours use 0..254
 
     def __init__(self, path: PathLike, loop: Optional[int] = 0):
-        super().__init__(path, suffix=".gif")
+        self.out = AtomicOutput(path, suffix=".gif")
+        self.path = self.out.path
         self.loop = loop
         self.frames_written = 0
         self.size: Optional[tuple[int, int]] = None
@@ -509,51 +592,114 @@ class GifWriter(_AtomicOutput):
         self._t_ms += max(0.0, float(duration_ms))
         cs = max(0, round(self._t_ms / 10) - self._t_cs)
         self._t_cs += cs
-        if self._fp is None:
-            self._fp = open(self.tmp, "wb")
-            info = {"loop": self.loop} if self.loop is not None else {}
-            header, _ = GifImagePlugin.getheader(im.copy(), info=info)
-            header[0] = header[0].replace(b"GIF87a", b"GIF89a", 1)  # 89a: needed for durations/transparency
-            self._fp.write(b"".join(header))
-        for chunk in GifImagePlugin.getdata(im, (0, 0), duration=cs * 10, disposal=2,
-                                            transparency=self.TRANSPARENT, include_color_table=True):
-            self._fp.write(chunk)
+        try:
+            if self._fp is None:
+                self._fp = open(self.tmp, "wb")
+                info = {"loop": self.loop} if self.loop is not None else {}
+                header, _ = GifImagePlugin.getheader(im.copy(), info=info)
+                header[0] = header[0].replace(b"GIF87a", b"GIF89a", 1)  # 89a: needed for durations/transparency
+                self._fp.write(b"".join(header))
+            for chunk in GifImagePlugin.getdata(im, (0, 0), duration=cs * 10, disposal=2,
+                                                transparency=self.TRANSPARENT, include_color_table=True):
+                self._fp.write(chunk)
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
         self.frames_written += 1
 
     def close(self) -> None:
         if self.closed:
             return
         if self._fp is None:
-            self._discard()
+            self.abort()
             raise StylecamError(f"nothing to write to {self.path}: no frames were given")
-        self._fp.write(b";")  # GIF trailer
-        self._fp.close()
-        self._commit()
+        try:
+            self._fp.write(b";")  # GIF trailer
+            self._fp.close()
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
+        self.out.commit()
 
     def abort(self) -> None:
         if self._fp is not None and not self._fp.closed:
-            self._fp.close()
-        self._discard()
+            try:
+                self._fp.close()
+            except OSError:
+                pass
+        self.out.discard()
 
 
-def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None) -> None:
-    """A still image in the format its extension names, alpha kept where the format has it; atomic."""
+class AnimationWriter(_Writer):
+    """Animated WebP or APNG with per-frame durations, a loop count (0 = forever) and alpha. Pillow encodes
+    the whole animation at once, so frames are held (as compact RGB/RGBA arrays) until ``close()``."""
+
+    def __init__(self, path: PathLike, loop: Optional[int] = 0):
+        self.format = IMAGE_FORMATS.get(Path(path).suffix.lower())
+        if self.format not in ("WEBP", "PNG"):
+            raise StylecamError(f"cannot write an animation as {Path(path).name!r}: use .gif, .webp, .png or a video")
+        self.out = AtomicOutput(path)
+        self.path = self.out.path
+        self.loop = loop
+        self.frames_written = 0
+        self._frames: list[Image.Image] = []
+        self._durations: list[int] = []
+        self._t_ms = 0.0
+        self._t_int = 0
+
+    def write(self, rgb: np.ndarray, alpha: Optional[np.ndarray] = None, duration_ms: float = 100.0) -> None:
+        if self.closed:
+            raise ValueError("write() on a closed AnimationWriter")
+        _check_frame(rgb)
+        im = Image.fromarray(rgb, "RGB")
+        if alpha is not None:
+            im.putalpha(Image.fromarray(alpha, "L"))
+        self._t_ms += max(0.0, float(duration_ms))
+        d = max(0, round(self._t_ms) - self._t_int)  # whole milliseconds, running time kept
+        self._t_int += d
+        self._frames.append(im)
+        self._durations.append(d)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if not self._frames:
+            self.abort()
+            raise StylecamError(f"nothing to write to {self.path}: no frames were given")
+        frames = self._frames
+        if any(f.mode == "RGBA" for f in frames):
+            frames = [f.convert("RGBA") for f in frames]
+        opts = {"lossless": False, "quality": 90} if self.format == "WEBP" else {"disposal": 1, "blend": 0}
+        if self.loop is not None:
+            opts["loop"] = self.loop
+        try:
+            frames[0].save(self.tmp, format=self.format, save_all=True, append_images=frames[1:],
+                           duration=self._durations, **opts)
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
+        self._frames = []
+        self.out.commit()
+
+    def abort(self) -> None:
+        self._frames = []
+        self.out.discard()
+
+
+def write_image(path: PathLike, rgb: np.ndarray, alpha: Optional[np.ndarray] = None) -> AtomicOutput:
+    """A still image in the format its extension names, alpha kept where the format has it; atomic. Returns
+    the committed output (``.replaced`` says whether a file was replaced)."""
     p = Path(path)
     fmt = IMAGE_FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise StylecamError(f"cannot write image {p.name!r}: use one of {', '.join(IMAGE_FORMATS)}")
     _check_frame(rgb)
-    out = _AtomicOutput(p, suffix=p.suffix)
     im = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt in ALPHA_FORMATS:
         im.putalpha(Image.fromarray(alpha, "L"))
     opts = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}.get(fmt, {})
-    try:
-        im.save(out.tmp, format=fmt, **opts)
-        out._commit()
-    except BaseException:
-        out._discard()
-        raise
+    return save_file(lambda tmp: im.save(tmp, format=fmt, **opts), p)
 
 
 def gif_fps(durations_ms: list[float], cap: int = GIF_MAX_FPS) -> Fraction:

@@ -1,6 +1,7 @@
 """`stylecam convert` end to end with real weights, ffmpeg and Pillow: what survives, what is refused."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_videoio import lavfi_video
+from test_videoio import audio_packets, ffmpeg_exe, lavfi_video
 
 import stylecam
 from stylecam import cli, videoio
@@ -64,12 +65,12 @@ def gif_meta(path: Path):
 
 
 def ffmpeg_info(path: Path) -> str:
-    return subprocess.run([videoio.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
                           text=True, check=False).stderr
 
 
 def count_frames(path: Path) -> int:
-    out = subprocess.run([videoio.ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+    out = subprocess.run([ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                           "-f", "null", "-"], capture_output=True, text=True, check=False).stderr
     return int(re.findall(r"frame=\s*(\d+)", out)[-1])
 
@@ -127,6 +128,7 @@ def test_video_keeps_size_fps_frames_and_audio(styles_env, data_dir, tmp_path):
     assert info.fps == src_info.fps == 50
     assert count_frames(out) == count_frames(src)
     assert re.search(r"Stream #\d+:\d+.*Audio: aac", ffmpeg_info(out))
+    assert audio_packets(out) == audio_packets(src)  # copied, not re-encoded
     assert only_files(tmp_path) == ["out.mp4"]
 
 
@@ -194,7 +196,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "same via symlink": ([str(gif), str(tmp / "link.gif")], "is the input itself"),
         "unsupported output": ([str(gif), str(tmp / "o.avi")], "unsupported output type"),
         "no output folder": ([str(gif), str(tmp / "nowhere" / "o.gif")], "does not exist; create it"),
-        "animation as still image": ([str(gif), str(tmp / "o.png")], "write a .gif or .mp4"),
+        "animation as still image": ([str(gif), str(tmp / "o.jpg")], "write a .gif or .mp4"),
         "unknown style": ([str(gif), str(tmp / "o.gif"), "--style", "no_such_style"], "unknown style"),
     }
 
@@ -238,15 +240,20 @@ def test_real_cli_bad_input(styles_env, tmp_path, case):
     assert only_files(tmp_path) == before
 
 
-def test_ctrl_c_leaves_no_partial_file(styles_env, tmp_path):
+def start_long_convert(tmp_path: Path) -> subprocess.Popen:
+    """A 20 s clip converting into tmp_path/out.mp4, returned once its temporary output exists."""
     src = lavfi_video(tmp_path / "long.mp4", size="320x240", rate=25, seconds=20)
-    out = tmp_path / "out.mp4"
-    p = run_cli(str(src), str(out), "--style", "tclassic", env=dict(os.environ))
+    p = run_cli(str(src), str(tmp_path / "out.mp4"), "--style", "tclassic", env=dict(os.environ))
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".out.mp4.*")):
         assert p.poll() is None, p.communicate()
         time.sleep(0.05)
     assert list(tmp_path.glob(".out.mp4.*")), "conversion never started writing"
+    return p
+
+
+def test_ctrl_c_leaves_no_partial_file(styles_env, tmp_path):
+    p = start_long_convert(tmp_path)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=180)  # generous: a loaded CI machine is slow to unwind
@@ -279,3 +286,137 @@ def test_cli_stabilizes_by_default(tmp_path):
             meter.update(x, {"out": y})
         errors[name] = meter.errors()["out"]
     assert errors["default"] < 0.6 * errors["off"], errors
+
+
+# -- issue 13: nothing lost, no tracebacks, no silent surprises -----------------------------------------------
+def noise_image(path: Path, size=(160, 120), seed=0) -> Path:
+    """Noise compresses badly, so a few of these exceed a small file-size limit."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_folder_with_a_bad_image_keeps_the_rest(styles_env, tmp_path, capsys):
+    """#3: one damaged photo no longer throws the others away; subfolders are mirrored; the "skipping" note
+    for non-images prints once (#13)."""
+    src = tmp_path / "photos"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    noise_image(src / "a.png")
+    good = noise_image(src / "b.jpg").read_bytes()
+    (src / "bad.jpg").write_bytes(good[: len(good) // 3])  # truncated JPEG
+    noise_image(src / "sub" / "c.png")
+    noise_image(src / "sub" / "deeper" / "d.jpg")
+    (src / "notes.txt").write_text("not an image")
+    dst = tmp_path / "painted"
+    assert stylecam_cli(str(src), str(dst), "--style", "tfast") == 1
+    err = capsys.readouterr().err
+    files = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert files == ["a.png", "b.jpg", "sub/c.png", "sub/deeper/d.jpg"]
+    assert re.search(r"^stylecam: skipped bad.jpg: .*truncated", err, re.M)
+    assert "converted 4 of 5 images" in err and err.count("skipping 1 file(s) that are not images") == 1
+    assert only_files(tmp_path) == ["painted", "photos"]
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Files in this process capped at ``nbytes``: a real failing write (EFBIG), like a full disk. Python
+    ignores SIGXFSZ, so the write returns the error instead of killing the process."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.parametrize("out", ["o.gif", "o.jpg", "o.mp4", "folder_out", "/proc/o.gif"])
+def test_failing_write_is_one_line_and_leaves_nothing(styles_env, tmp_path, out, capsys):
+    """#5: a full disk (here: a file-size limit) or an unwritable place gives one line and exit 2."""
+    work = tmp_path / "w"
+    work.mkdir()
+    if out == "o.gif":
+        frames = [Image.open(noise_image(tmp_path / f"f{i}.png", seed=i)) for i in range(3)]
+        frames[0].save(work / "in.gif", save_all=True, append_images=frames[1:], duration=50)
+        src = work / "in.gif"
+    elif out == "o.mp4":
+        src = work / "in.mp4"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-vf",
+                        "noise=alls=100:allf=t", "-t", "0.5", "-c:v", "libx264", "-crf", "10", str(src)], check=True)
+    elif out == "folder_out":
+        src = work / "in"
+        src.mkdir()
+        for i in range(3):
+            noise_image(src / f"{i}.png", seed=i)
+    else:
+        src = noise_image(work / "in.png", size=(320, 240))
+    before = only_files(work)
+    target = out if out.startswith("/") else str(work / out)
+    stylecam.load("tfast")  # (imports done before the limit)
+    with file_size_limit(12000):  # half-strength keeps the noise, so every output is larger than this
+        rc = stylecam_cli(str(src), target, "--style", "tfast", "--strength", "0.5")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("stylecam: error: "), lines
+    assert "File too large" in lines[0] or out.startswith("/proc"), lines
+    assert only_files(work) == before
+
+
+def test_animated_webp_and_apng_convert_animated(styles_env, tmp_path):
+    """#7: 3 frames in, 3 frames out, with their durations and loop count (was: one still, exit 0)."""
+    frames = [Image.open(noise_image(tmp_path / f"f{i}.png", size=(40, 30), seed=i)) for i in range(3)]
+    frames[0].save(tmp_path / "in.webp", save_all=True, append_images=frames[1:], duration=[40, 100, 70], loop=2)
+    frames[0].save(tmp_path / "in.png", save_all=True, append_images=frames[1:], duration=[40, 100, 70], loop=2)
+    for src, dst in (("in.webp", "out.webp"), ("in.png", "out.png"), ("in.png", "out.gif")):
+        # half strength keeps the frames distinct (WebP merges identical frames into one)
+        assert stylecam_cli(str(tmp_path / src), str(tmp_path / dst), "--style", "tfast", "--strength", "0.5") == 0
+    for name in ("out.webp", "out.png", "out.gif"):
+        with Image.open(tmp_path / name) as im:
+            durations = []
+            for i in range(im.n_frames):
+                im.seek(i)
+                im.load()  # WebP: the duration is known once the frame is decoded
+                durations.append(im.info["duration"])
+            assert (im.n_frames, durations, im.info.get("loop")) == (3, [40, 100, 70], 2), name
+
+
+def test_odd_sized_video_keeps_its_size_and_says_how(styles_env, tmp_path, capsys):
+    """#8: 337x251 stays 337x251 (4:4:4), with one line saying so; --even-size pads to 4:2:0 338x252."""
+    src = lavfi_video(tmp_path / "odd.mp4", size="337x251", seconds=0.2, pix_fmt="yuv444p")
+    assert stylecam_cli(str(src), str(tmp_path / "out.mp4"), "--style", "tfast", "--stability", "0") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "337x251 is odd-sized" in err[0] and "4:4:4" in err[0]
+    assert stylecam_cli(str(src), str(tmp_path / "even.mp4"), "--style", "tfast", "--stability", "0",
+                        "--even-size") == 0
+    assert "padded to 338x252" in capsys.readouterr().err
+    sizes = [(i.width, i.height) for i in map(videoio.probe, (tmp_path / "out.mp4", tmp_path / "even.mp4"))]
+    assert sizes == [(337, 251), (338, 252)]
+
+
+def test_killed_run_leftovers_are_cleaned_by_the_next_run(styles_env, tmp_path):
+    """#9: kill -9 mid-convert leaves a hidden temporary; the next run of the same output removes it."""
+    p = start_long_convert(tmp_path)
+    p.kill()
+    p.communicate()
+    assert list(tmp_path.glob(".out.mp4.*")), "the killed run left nothing to clean"
+    short = lavfi_video(tmp_path / "short.mp4", size="64x48", seconds=0.2)
+    assert stylecam_cli(str(short), str(tmp_path / "out.mp4"), "--style", "tfast") == 0
+    assert only_files(tmp_path) == ["long.mp4", "out.mp4", "short.mp4"]
+
+
+def test_small_convert_surprises(styles_env, tmp_path, capsys):
+    """#13: folder -> x.mp4 is refused (was: a folder named x.mp4); stills refuse --stability 1 and nan;
+    replacing an existing output says so."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    noise_image(photos / "a.png", size=(20, 16))
+    assert stylecam_cli(str(photos), str(tmp_path / "x.mp4"), "--style", "tfast") == 2
+    assert "looks like a file name" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+    for k in ("1", "nan", "-0.5"):
+        assert stylecam_cli(str(photos / "a.png"), str(tmp_path / "o.png"), "--style", "tfast", "--stability", k) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--stability must be at least 0 and below 1" in err[0], k
+    assert stylecam_cli(str(photos / "a.png"), str(tmp_path / "o.png"), "--style", "tfast") == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert stylecam_cli(str(photos / "a.png"), str(tmp_path / "o.png"), "--style", "tfast") == 0
+    assert f"replaced the earlier {tmp_path / 'o.png'}" in capsys.readouterr().err

@@ -13,12 +13,20 @@ from stylecam import videoio
 from stylecam.errors import StylecamError
 
 
-def lavfi_video(path: Path, size="96x64", rate=25, seconds=1.0, audio=False) -> Path:
+def ffmpeg_exe() -> str:
+    """The ffmpeg command line (imageio-ffmpeg, a test dependency) makes inputs and checks outputs
+    independently of the PyAV code under test."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def lavfi_video(path: Path, size="96x64", rate=25, seconds=1.0, audio=False, pix_fmt="yuv420p") -> Path:
     """A test video made by ffmpeg itself, independent of the writer under test."""
-    cmd = [videoio.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
     if audio:
         cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
-    cmd += ["-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    cmd += ["-t", str(seconds), "-c:v", "libx264", "-pix_fmt", pix_fmt]
     cmd += ["-c:a", "aac"] if audio else []
     subprocess.run(cmd + ["-movflags", "+faststart", str(path)], check=True)
     return path
@@ -105,7 +113,7 @@ def test_gif_reader_composites_partial_frames(tmp_path):
     path = tmp_path / "p.gif"
     Image.fromarray(frames[0]).save(path, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
                                     duration=50, loop=0, optimize=False)
-    back = list(videoio.read_gif(path))
+    back = list(videoio.read_animation(path))
     assert len(back) == 4
     for f, b in zip(frames, back):
         assert np.abs(f.astype(int) - b.rgb.astype(int)).max() < 8 and b.alpha is None
@@ -143,3 +151,125 @@ def test_image_alpha_kept_where_format_has_it(tmp_path):
     assert np.array_equal(back.alpha, alpha)
     assert videoio.read_image(tmp_path / "a.jpg").alpha is None
     assert leftovers(tmp_path) == []
+
+
+# -- PyAV specifics: audio copy, timestamps, rotation, the simple reading API ---------------------------------
+def audio_packets(path: Path) -> tuple[str, list[bytes]]:
+    import av
+
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        return a.codec_context.name, [bytes(p) for p in c.demux(a) if p.size]
+
+
+def test_audio_is_copied_bit_exact_when_the_container_takes_it(tmp_path):
+    """AAC into MP4: the very packets, not a re-encode (which would lose quality each time)."""
+    src = lavfi_video(tmp_path / "src.mp4", seconds=1.0, audio=True)
+    out = tmp_path / "out.mp4"
+    with videoio.VideoWriter(out, fps=25, audio_from=src) as w:
+        for f in videoio.VideoReader(src):
+            w.write(f)
+    assert audio_packets(out) == audio_packets(src)
+
+
+def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path):
+    src = tmp_path / "pcm.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=44100", "-t", "1", "-c:v", "libx264", "-c:a", "pcm_s16le",
+                    str(src)], check=True)
+    assert videoio.probe(src).audio_codec == "pcm_s16le"
+    out = tmp_path / "out.mp4"
+    with videoio.VideoWriter(out, fps=25, audio_from=src) as w:
+        for f in videoio.VideoReader(src):
+            w.write(f)
+    codec, packets = audio_packets(out)
+    assert codec == "aac" and len(packets) > 40  # ~1 s of 1024-sample frames at 44.1 kHz
+    with videoio.VideoWriter(tmp_path / "out.mkv", fps=25, audio_from=src) as w:  # MKV takes PCM as it is
+        w.write(solid_frames(1, 48, 64)[0])
+    assert audio_packets(tmp_path / "out.mkv")[0] == "pcm_s16le"
+
+
+def test_variable_frame_rate_timestamps_survive(tmp_path):
+    """Frames written at their input times come back at the same times (a VFR clip keeps its timing)."""
+    times = [0.0, 0.04, 0.2, 0.24, 0.5, 0.52, 1.0]
+    out = tmp_path / "vfr.mp4"
+    with videoio.VideoWriter(out, fps=25, time_base=Fraction(1, 1000)) as w:
+        for t, f in zip(times, solid_frames(len(times), 48, 64)):
+            w.write(f, t)
+    back = [f.time_s for f in videoio.read_frames(out)]
+    assert np.allclose(back, times, atol=1e-3)
+
+
+def test_rotated_phone_video_comes_out_upright(tmp_path):
+    """A display matrix (phones) is applied while decoding, as players do."""
+    src = lavfi_video(tmp_path / "flat.mp4", size="96x64", seconds=0.2)
+    rot = tmp_path / "rot.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(src), "-c", "copy",
+                    str(rot)], check=True)
+    info = videoio.probe(rot)
+    assert (info.width, info.height, info.rotation) == (64, 96, 90)
+    flat, turned = next(videoio.iter_frames(src)), next(videoio.iter_frames(rot))
+    assert turned.shape == (96, 64, 3)
+    assert np.abs(np.rot90(flat, 1).astype(int) - turned.astype(int)).mean() < 2  # 90 deg counterclockwise
+
+
+def test_iter_frames_reads_every_kind(tmp_path):
+    """One call for bench and the flicker metric: video, GIF and still image, RGB uint8."""
+    video = lavfi_video(tmp_path / "v.mp4", size="64x48", seconds=0.4)
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "s.png")
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.gif", save_all=True,
+                                  append_images=[Image.new("RGB", (8, 6), (9 * i, 0, 0)) for i in (1, 2)])
+    shapes = {name: [f.shape for f in videoio.iter_frames(tmp_path / name)] for name in ("v.mp4", "s.png", "a.gif")}
+    assert shapes == {"v.mp4": [(48, 64, 3)] * 10, "s.png": [(10, 20, 3)], "a.gif": [(6, 8, 3)] * 3}
+
+
+# -- issue 13 #7, #8, #9 ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ext", [".webp", ".png"])
+def test_animated_webp_and_apng_round_trip(tmp_path, ext):
+    """Animated WebP and APNG are animations (durations, loop, alpha), not one still."""
+    frames = solid_frames(4, 20, 30)
+    alpha = np.full((20, 30), 255, np.uint8)
+    alpha[:5, :5] = 0
+    out = tmp_path / f"anim{ext}"
+    with videoio.AnimationWriter(out, loop=2) as w:
+        for f, d in zip(frames, (40, 100, 70, 30)):
+            w.write(f, alpha, d)
+    info = videoio.probe(out)
+    assert (info.kind, info.n_frames, info.loop, info.width, info.height) == ("animation", 4, 2, 30, 20)
+    back = list(videoio.read_animation(out))
+    assert [f.duration_ms for f in back] == [40, 100, 70, 30]
+    assert all(np.array_equal(f.alpha == 0, alpha == 0) for f in back)
+    assert np.abs(back[2].rgb[10:, 10:].astype(int) - frames[2][10:, 10:].astype(int)).mean() < 6
+    assert leftovers(tmp_path) == []
+
+
+def test_odd_size_keeps_exact_size_by_default(tmp_path):
+    out = tmp_path / "odd.mp4"
+    with videoio.VideoWriter(out, fps=10) as w:
+        for f in solid_frames(3, 251, 337):
+            w.write(f)
+    assert (w.pix_fmt, w.encoded_size) == ("yuv444p", (337, 251))
+    assert [f.shape for f in videoio.iter_frames(out)] == [(251, 337, 3)] * 3
+    assert "4:4:4" in videoio.odd_size_note((337, 251), "auto")
+    assert "padded to 338x252" in videoio.odd_size_note((337, 251), "yuv420p")
+    assert videoio.odd_size_note((338, 252), "auto") is None
+
+
+def test_stale_temporaries_of_the_same_output_are_cleaned(tmp_path):
+    """What kill -9 leaves (hidden .part files and folders) goes on the next write of the same output; a
+    live writer's temporary (locked) and other outputs' temporaries stay."""
+    stale_file = tmp_path / ".o.gif.0123abcd.part.gif"
+    stale_file.write_bytes(b"x" * 1000)
+    stale_dir = tmp_path / ".o.gif.89abcdef.part"
+    stale_dir.mkdir()
+    (stale_dir / "a.png").write_bytes(b"x")
+    other = tmp_path / ".p.gif.0123abcd.part.gif"
+    other.write_bytes(b"x")
+    live = videoio.GifWriter(tmp_path / "o.gif")  # cleans the dead ones, holds its own
+    assert not stale_file.exists() and not stale_dir.exists() and other.exists()
+    live2 = videoio.GifWriter(tmp_path / "o.gif")
+    assert live.tmp.exists()  # locked by a live writer: kept
+    for w in (live, live2):
+        w.write(solid_frames(1, 8, 8)[0])
+        w.close()
+    assert leftovers(tmp_path) == [other.name]

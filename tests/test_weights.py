@@ -245,3 +245,89 @@ def test_shuffle_upsampling_starts_checkerboard_free():
     assert y.shape == (1, 4, 20, 24) and y.std() > 0.1
     for a, b in [(0, 1), (1, 0), (1, 1)]:
         assert torch.allclose(y[..., ::2, ::2], y[..., a::2, b::2])
+
+
+# --- issue 13 #10, #6, #11: what a user can pass as --style ------------------------------------------------
+def test_nan_weights_refused_at_load(tmp_path):
+    """A diverged training run's NaNs paint every frame black with exit 0; refuse the file instead."""
+    torch.manual_seed(0)
+    m = models.build("fast")
+    with torch.no_grad():
+        next(iter(m.parameters()))[0].fill_(float("nan"))
+    p = weights_io.save(tmp_path / "diverged", m, weights_io.StyleInfo(name="diverged", arch="fast"))
+    with pytest.raises(StylecamError, match="NaN or infinite") as e:
+        weights_io.load(p)
+    assert "\n" not in str(e.value)
+
+
+def test_painting_random_pth_and_folder_as_style_say_what_they_are(tmp_path):
+    """Each gets one whole line saying what the thing is (was: 'pickled objects...' cut mid-word, or 'does
+    not exist' for a folder)."""
+    from PIL import Image
+
+    painting = tmp_path / "painting.jpg"
+    Image.new("RGB", (16, 16), (200, 100, 0)).save(painting)
+    with pytest.raises(StylecamError) as e:
+        weights_io.load(painting)
+    assert "is a JPEG image, not a weights file" in str(e.value) and str(e.value).endswith(f"--style-image {painting}`")
+    rand = tmp_path / "random.pth"
+    rand.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()[1:])
+    with pytest.raises(StylecamError, match=r"random.pth is not a weights file \(neither safetensors nor a "
+                                            r"PyTorch checkpoint\)$"):
+        weights_io.load(rand)
+    with pytest.raises(StylecamError, match="is a folder, not a weights file"):
+        weights_io.load(tmp_path)
+
+
+def test_pickle_refusal_names_the_whole_reason(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": _Evil()}, path)
+    with pytest.raises(StylecamError) as e:
+        weights_io.load(path)
+    msg = str(e.value)
+    assert "GLOBAL posix.system whose module posix is blocked)" in msg and msg.endswith("state dicts of tensors")
+
+
+def test_pytorch_examples_state_dict_as_safetensors_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    ref = _reference_checkpoint(tmp_path / "candy.pth", old_style=False)
+    p = tmp_path / "candy.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(p))
+    model, info = weights_io.load(p)
+    assert info.arch == "johnson" and info.name == "candy"
+    x = torch.rand(1, 3, 64, 80) * 255
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [{"config": "abc"}, {"credit": [1, 2]}, {"name": 5}, {"arch": ["fast"]},
+                                 {"config": {"n_res": "many"}}, "just a string"])
+def test_metadata_with_wrong_types_is_one_line(tmp_path, bad):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "wrong.safetensors"
+    meta = {"format": 1, "arch": "fast", "config": {}, "name": "w"}
+    meta = {**meta, **bad} if isinstance(bad, dict) else bad
+    save_file({k: v.contiguous() for k, v in models.build("fast").state_dict().items()}, str(p),
+              metadata={"stylecam": json.dumps(meta)})
+    with pytest.raises(StylecamError, match=f"weights file {p}: ") as e:
+        weights_io.load(p)
+    assert "\n" not in str(e.value)
+
+
+def test_user_styles_folder_is_found_and_listed(tmp_path, monkeypatch, capsys):
+    """A trained style in the XDG data dir is found by name from anywhere and listed by `stylecam styles`."""
+    from stylecam import cli
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("STYLECAM_WEIGHTS", raising=False)
+    home = weights_io.user_styles_dir()
+    assert home == tmp_path / "data" / "stylecam" / "styles"
+    home.mkdir(parents=True)
+    make_weights(home / "mine.safetensors", "fast", seed=9)
+    monkeypatch.chdir(tmp_path)
+    assert weights_io.resolve("mine") == home / "mine.safetensors"
+    assert cli.main(["styles"]) == 0
+    out = capsys.readouterr().out
+    assert "mine" in out and "Test mine" in out and "gogh" in out  # shipped styles are listed too
