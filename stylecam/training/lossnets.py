@@ -5,6 +5,7 @@ caches and never download: training must work offline.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Dict, List, Tuple
@@ -154,10 +155,12 @@ def keras_vgg16_onnx_path() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _keras_vgg16_state(path: str) -> Dict[str, torch.Tensor]:
     """Keras VGG16 ImageNet conv weights (Simonyan & Zisserman's, converted from Caffe) as torchvision names.
 
     Keras expects BGR; reversing block1_conv1's input channels makes the net take RGB (minus the same means).
+    Kept for the next VGG16 in the process (parsing the 61 MB ONNX takes seconds); loading copies from it.
     """
     try:
         import onnx
@@ -190,9 +193,10 @@ class VGG16(nn.Module):
 
     def __init__(self, source: str = "auto"):
         super().__init__()
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
-        self.features = vgg16(weights=None).features[: self.slices[-1]]
+        # vgg16().features' layers (same indices) without building its 120M-parameter classifier (~6 s of init)
+        self.features = make_layers(cfgs["D"])[: self.slices[-1]]
         keras = keras_vgg16_onnx_path() if source in ("auto", "keras") else None
         cached = os.path.join(torch.hub.get_dir(), "checkpoints", _TORCHVISION_FILE)
         if keras:

@@ -18,7 +18,7 @@ import torch
 
 from stylecam import models
 
-from .data import PhotoCrops
+from .data import PhotoCrops, style_tensor
 from .lossnets import build_loss_net
 from .losses import PerceptualLoss
 
@@ -53,7 +53,6 @@ def main(argv=None) -> None:
     data = cpu_seconds(lambda: torch.stack([ds[(next(counter), j)] for j in range(b)]), n)
     print(f"data: {b} crops from JPEG (decode, resize, crop, flip): {data:.3f} CPU s")
 
-    from .train import style_tensor
     style = style_tensor(args.style_image, s)
     for cl in (False, True):
         fmt = torch.channels_last if cl else torch.contiguous_format

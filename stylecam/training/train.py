@@ -19,7 +19,6 @@ import platform
 import shlex
 import signal
 import sys
-import tempfile
 import time
 import tomllib
 import warnings
@@ -34,10 +33,11 @@ from torch.nn.utils import parametrize
 
 from stylecam import models
 from stylecam import weights as weights_io
+from stylecam.atomic import check_writable, save_file
 from stylecam.engine import cpu_has_native_bf16
 from stylecam.errors import StylecamError
 
-from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, holdout, load_rgb, to_tensor
+from .data import UNREADABLE, PhotoCrops, StepBatches, find_images, holdout, load_rgb, style_tensor
 from .losses import PerceptualLoss, ShiftConsistencyLoss
 from .lossnets import build_loss_net
 from .paintings import credit_for
@@ -49,7 +49,7 @@ DEFAULTS: Dict[str, Any] = {
     "arch": "fast", "arch_config": {}, "loss_net": "vgg16", "image_size": 256, "style_size": 256,
     "batch_size": 4, "steps": 2000, "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 10.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
-    "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False,
+    "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
     "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0,
 }
@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help="TOML file of settings (training/recipes/NAME.toml); flags override it")
     p.add_argument("--style-image", help="the painting")
     p.add_argument("--dataset", help="folder tree of photos (jpg/png/webp)")
-    p.add_argument("--out", help="weights file to write (e.g. weights/mystyle)")
+    p.add_argument("--out", help="weights file to write: a path (e.g. weights/mystyle), or a bare name, which goes "
+                                 "to your styles folder where `stylecam styles` looks (default: --name, else the "
+                                 "painting's file name, there)")
     p.add_argument("--name", help="short style name (default: the --out file name)")
     p.add_argument("--display-name")
     p.add_argument("--arch", choices=models.names())
@@ -86,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--preview-every", type=int)
-    p.add_argument("--holdout", type=int, help="photos kept out of training for previews (default 8)")
+    p.add_argument("--holdout", type=int,
+                   help="photos kept out of training for previews (default 8; at most 20%% of the photos)")
     p.add_argument("--run-dir", help="checkpoint/log folder (default runs/NAME)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --run-dir")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="start over in a run folder that holds an earlier run (its checkpoint and log are replaced)")
     return p
 
 
@@ -123,10 +128,10 @@ def resolve_config(argv=None) -> Dict[str, Any]:
     for k, v in vars(args).items():
         if k != "recipe" and v is not None:
             cfg[k] = v
-    for k in ("style_image", "dataset", "out"):
+    for k in ("style_image", "dataset"):
         if not cfg.get(k):
             raise StylecamError(f"--{k.replace('_', '-')} is required (or a --recipe that sets it)")
-    out = Path(cfg["out"])
+    out = default_out(cfg["out"] or cfg["name"] or Path(cfg["style_image"]).stem)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     cfg["out"] = str(out)
@@ -135,11 +140,29 @@ def resolve_config(argv=None) -> Dict[str, Any]:
     return cfg
 
 
+def default_out(out: str) -> Path:
+    """``--out``: a path as given; a bare name (no folder, no suffix) goes where `stylecam styles` looks, so
+    ``--style NAME`` finds it from any working directory."""
+    p = Path(out)
+    if len(p.parts) == 1 and not p.suffix:
+        return styles_home() / p
+    return p
+
+
+def styles_home() -> Path:
+    """Where trained styles live by default: the user's styles folder, which `stylecam styles` lists."""
+    return weights_io.user_styles_dir()
+
+
 def check_inputs(cfg: Dict[str, Any]) -> None:
     """Fail before any work, one line each."""
+    if cfg["steps"] < 1:
+        raise StylecamError(f"--steps must be at least 1, got {cfg['steps']}")
+    if cfg["batch_size"] < 1:
+        raise StylecamError(f"--batch-size must be at least 1, got {cfg['batch_size']}")
     si = Path(cfg["style_image"])
     if not si.is_file():
-        raise StylecamError(f"style image {si} does not exist")
+        raise StylecamError(f"style image {si} does not exist{_data_hint(si)}")
     try:
         load_rgb(si)
     except Exception as e:
@@ -147,7 +170,7 @@ def check_inputs(cfg: Dict[str, Any]) -> None:
     try:
         files = find_images(cfg["dataset"])
     except ValueError as e:
-        raise StylecamError(str(e)) from None
+        raise StylecamError(f"{e}{_data_hint(Path(cfg['dataset']))}") from None
     if not any(_readable(f) for f in files):
         raise StylecamError(f"dataset folder {cfg['dataset']}: none of its {len(files)} image files is readable")
     try:
@@ -158,7 +181,34 @@ def check_inputs(cfg: Dict[str, Any]) -> None:
     if out.is_dir():
         raise StylecamError(f"output {out} is a folder; --out names the weights file to write")
     _check_writable(out.parent, "output folder")
+    _check_earlier_run(cfg)
     _check_writable(Path(cfg["run_dir"]), "run folder (--run-dir)")
+
+
+RUN_FILES = ("checkpoint.pt", "loss.csv")
+
+
+def _check_earlier_run(cfg: Dict[str, Any]) -> None:
+    """A new run never silently replaces an earlier run's checkpoint and log."""
+    run_dir = Path(cfg["run_dir"])
+    found = [f for f in RUN_FILES if (run_dir / f).is_file()]
+    if found and not cfg["resume"] and not cfg["force"]:
+        raise StylecamError(f"run folder {run_dir} holds an earlier run ({', '.join(found)}): continue it with "
+                            f"--resume, give this run a fresh --out/--name (or --run-dir), or start over with --force")
+
+
+_SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _data_hint(path: Path) -> str:
+    """The recipes' data lives beside the repository, not in it: say where it comes from."""
+    try:
+        Path(path).resolve().relative_to(_SHARED_DATA.resolve())
+    except ValueError:
+        return ""
+    return (f"; the recipes expect the project's data beside the repository ({_SHARED_DATA}: styles/ holds "
+            f"public-domain paintings, content/ the training photos), which a fresh clone lacks: see "
+            f"training/recipes/README.md for where they come from, or pass --style-image and --dataset")
 
 
 def _readable(path: Path) -> bool:
@@ -172,23 +222,7 @@ def _readable(path: Path) -> bool:
 def _check_writable(folder: Path, what: str) -> None:
     """Create ``folder`` and a file in it: catches read-only mounts and missing rights even as root, where
     ``os.access`` says yes to everything. Training for an hour and then failing to save is the cost avoided."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise StylecamError(f"{what} {folder} is not writable ({e.strerror or type(e).__name__}); choose another "
-                            f"location") from None
-
-
-def style_tensor(path: str, short_side: int) -> torch.Tensor:
-    """The painting scaled so its short side is ``short_side``, aspect kept; 1x3xHxW in 0..1."""
-    im = load_rgb(path)
-    w, h = im.size
-    s = short_side / min(w, h)
-    from PIL import Image
-    im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-    return to_tensor(im)[None] / 255.0
+    check_writable(folder, what, create=True)
 
 
 def lr_at(step: int, cfg) -> float:
@@ -245,6 +279,10 @@ class Run:
         files = find_images(cfg["dataset"])
         # Holdout: a fixed, spread-out subset never trained on, for previews and held-out losses.
         self.holdout = holdout(files, cfg["holdout"])
+        if len(self.holdout) < cfg["holdout"] and self.main:
+            print(f"holding out {len(self.holdout)} of {len(files)} photos for previews, not {cfg['holdout']}: "
+                  f"at most 20% are kept out of training; training on the other {len(files) - len(self.holdout)}",
+                  file=sys.stderr)
         self.dataset = PhotoCrops(cfg["dataset"], cfg["image_size"], cfg["seed"])
         self.dataset.files = [f for f in self.dataset.files if f not in set(self.holdout)]
 
@@ -255,9 +293,7 @@ class Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                  "elapsed": self.elapsed, "cfg_json": json.dumps(self.cfg, sort_keys=True)}
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt_path)
+        save_file(lambda tmp: torch.save(state, tmp), self.ckpt_path)
 
     def load_checkpoint(self) -> bool:
         if not self.ckpt_path.is_file():
@@ -361,7 +397,8 @@ class Run:
             self.truncate_log()
         elif self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "loss.csv").unlink(missing_ok=True)
+            for name in RUN_FILES:  # only reached with --force (or nothing there): check_inputs refuses otherwise
+                (self.run_dir / name).unlink(missing_ok=True)
         try:
             previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread (embedded use): plain KeyboardInterrupt semantics
@@ -443,7 +480,7 @@ class Run:
         cfg = self.cfg
         stem = Path(cfg["style_image"]).stem
         credit = credit_for(stem)
-        recipe = {k: cfg[k] for k in DEFAULTS if k not in ("resume", "run_dir", "out")}
+        recipe = {k: cfg[k] for k in DEFAULTS if k not in ("resume", "force", "run_dir", "out")}
         for k in ("style_image", "dataset"):
             recipe[k] = _rel(cfg[k])
         info = weights_io.StyleInfo(
@@ -524,8 +561,17 @@ def main(argv=None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     if run.main:
-        print(f"wrote {out} ({run.step} steps, {run.elapsed / 60:.1f} min)")
+        print(f"wrote {out} ({run.step} steps, {run.elapsed / 60:.1f} min){_use_hint(out)}")
     return 0
+
+
+def _use_hint(out: Path) -> str:
+    """How to use the new style: by name if it landed where `stylecam styles` looks, else by path."""
+    name = out.stem
+    if weights_io.available_styles().get(name, Path()).resolve() == out.resolve():
+        return f"; use it with: stylecam --style {name}"
+    return (f"; use it with: stylecam --style {out} (a bare --out {name} puts it in {styles_home()}, "
+            f"where --style {name} finds it)")
 
 
 if __name__ == "__main__":
