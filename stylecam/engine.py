@@ -284,6 +284,18 @@ class OpenVINONet:
         return torch.from_numpy(self.infer("f32", np.ascontiguousarray(x.float().numpy())))
 
 
+def check_strength(value: float) -> float:
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise StylecamError(f"strength must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def check_scale(value: float) -> float:
+    if not 0.05 <= value <= 4.0:
+        raise StylecamError(f"scale must be between 0.05 and 4, got {value}")
+    return float(value)
+
+
 class Stylizer:
     """A loaded style on a device. ``stylizer(frame)`` -> stylized frame, same shape and dtype (uint8 RGB)."""
 
@@ -371,14 +383,34 @@ class Stylizer:
         x = torch.from_numpy(src).permute(2, 0, 1)[None].float()
         return self.stylize_tensor(x)[0].permute(1, 2, 0).round().to(torch.uint8).cpu().numpy()
 
+    # Checked on assignment: a strength of 5 or a NaN scale would otherwise paint garbage without a word.
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        self._strength = check_strength(value)
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    @scale.setter
+    def scale(self, value: float) -> None:
+        self._scale = check_scale(value)
+
     def __call__(self, frame: np.ndarray, *, strength: Optional[float] = None,
                  preserve_colors: Optional[bool] = None, scale: Optional[float] = None) -> np.ndarray:
         """Keyword options override this stylizer's own for one call (live passes each frame's settings, so
         two pipeline workers never share mutable options)."""
-        scale = self.scale if scale is None else scale
+        scale = self.scale if scale is None else check_scale(scale)
+        strength = None if strength is None else check_strength(strength)
         if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8):
             raise ValueError(f"expected an RGB uint8 HxWx3 array, got {getattr(frame, 'shape', type(frame))} "
                              f"{getattr(frame, 'dtype', '')}")
+        if frame.size == 0:
+            raise ValueError(f"empty frame ({frame.shape[0]}x{frame.shape[1]}): nothing to paint")
         h, w = frame.shape[:2]
         src = frame
         if scale != 1.0:
@@ -429,10 +461,7 @@ def load(style: Union[str, os.PathLike], device: Optional[str] = None, precision
          strength: float = 1.0, preserve_colors: bool = False, scale: float = 1.0,
          backend: Optional[str] = None, compute: Optional[str] = None) -> Stylizer:
     """A style name from ``weights/`` (``"gogh"``) or a weights file path -> a ready ``Stylizer``."""
-    if not 0.0 <= strength <= 1.0:
-        raise StylecamError(f"strength must be between 0 and 1, got {strength}")
-    if not 0.05 <= scale <= 4.0:
-        raise StylecamError(f"scale must be between 0.05 and 4, got {scale}")
+    check_strength(strength), check_scale(scale)
     model, info = weights_io.load(style)
     return Stylizer(model, info, device=device, precision=precision, strength=strength,
                     preserve_colors=preserve_colors, scale=scale, backend=backend, compute=compute)

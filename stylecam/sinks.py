@@ -124,6 +124,8 @@ class RecordSink:
             self._start()
         if self._writer is not None:
             self._writer.close()
+            if self._writer.replaced and not self.quiet:
+                print(f"stylecam: replaced the earlier {self.path}", file=sys.stderr)
             self._writer = None
 
     def abort(self) -> None:

@@ -272,3 +272,19 @@ def test_cuda_fp16_matches_fp32(styles_env):
     ref = stylecam.load("tclassic", device="cpu", precision="fp32", backend="torch")(f).astype(int)
     out = stylecam.load("tclassic", device="cuda", precision="fp16")(f).astype(int)
     assert np.abs(out - ref).mean() < 2 and np.percentile(np.abs(out - ref), 99) <= 8
+
+
+def test_api_refuses_out_of_range_options_and_empty_frames(styles_env):
+    """Issue 13: `s.strength = 5` was accepted and an empty frame hit a raw OpenCV assertion."""
+    s = stylecam.load("tfast", device="cpu")
+    for bad in (5, -0.1, float("nan")):
+        with pytest.raises(StylecamError, match="strength must be between 0 and 1"):
+            s.strength = bad
+    with pytest.raises(StylecamError, match="scale must be between"):
+        s.scale = 0
+    with pytest.raises(StylecamError, match="strength must be between 0 and 1"):
+        s(np.zeros((32, 32, 3), np.uint8), strength=2)
+    with pytest.raises(ValueError, match="empty frame"):
+        s(np.zeros((0, 10, 3), np.uint8))
+    s.strength = 0.5
+    assert s.strength == 0.5 and s(np.zeros((32, 32, 3), np.uint8)).shape == (32, 32, 3)

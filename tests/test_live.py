@@ -483,6 +483,19 @@ def test_recording_uses_the_achieved_rate_and_cuts_gaps(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "rec.mp4"]  # no temp files left
 
 
+def test_recording_over_an_existing_file_says_replaced(tmp_path, capsys):
+    """Issue 13: an existing --record file was overwritten without a word."""
+    path = tmp_path / "rec.mp4"
+    img = np.zeros((64, 80, 3), np.uint8)
+    for run in range(2):
+        rec = RecordSink(path)
+        for i in range(8):
+            rec.send(Processed(i, img, img, 0.0, i / 10))
+        rec.close()
+        said = capsys.readouterr().err
+        assert ("replaced the earlier" in said) == (run == 1), said
+
+
 def test_pressing_r_twice_starts_a_new_file_and_keeps_the_first(tmp_path):
     path = tmp_path / "rr.mp4"
     rec = RecordToggle(str(path), tmp_path)
