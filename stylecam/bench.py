@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -29,8 +29,7 @@ import torch
 from . import engine, models
 from .capture import FrameSource, read_frames
 from .errors import StylecamError
-from .live import pick_workers, workers_for
-from .pipeline import PerFrame, Pipeline
+from .pipeline import PerFrame, Pipeline, worker_threads, workers_for
 from .weights import StyleInfo
 
 DEFAULT_SIZES = "320x240,640x480,1280x720"
@@ -217,20 +216,18 @@ def bench_pipeline(stylizer, clip: Path, frames: int, loop: bool = False, realti
     from .sinks import NullSink
     from .stabilize import Stabilizer, strength_or_default
 
-    threads = torch.get_num_threads()
-    pick_workers(workers, stylizer.device.type)
     source = FrameSource(str(clip), realtime=realtime, loop=loop)
     stages = PerFrame(stylizer, Stabilizer(strength_or_default(None)) if stabilize else None)
-    pipe = Pipeline(source, stages, [NullSink()], max_frames=frames, workers=workers)
-    timer = threading.Timer(stop_after, pipe.stop) if stop_after else None
-    if timer:
-        timer.start()
-    try:
-        return pipe.run()
-    finally:
-        torch.set_num_threads(threads)
+    with worker_threads(workers, stylizer.device.type) as workers:
+        pipe = Pipeline(source, stages, [NullSink()], max_frames=frames, workers=workers)
+        timer = threading.Timer(stop_after, pipe.stop) if stop_after else None
         if timer:
-            timer.cancel()
+            timer.start()
+        try:
+            return pipe.run()
+        finally:
+            if timer:
+                timer.cancel()
 
 
 # -- the run ---------------------------------------------------------------------------------------------------

@@ -322,22 +322,21 @@ def _stop_on_sigterm():
 
 
 def run(args) -> int:
-    from .engine import load
-    from .live import pick_workers
+    from .engine import load, pick_device
+    from .pipeline import worker_threads
     from .stabilize import strength_or_default
 
     check_stability(args.stability)
     p = plan(args.input, args.output)  # bad paths fail before the style is loaded
     replacing = p.out_kind != "dir" and p.dst.is_file()
-    stylizer = load(args.style, device=args.device, precision=args.precision, backend=args.backend,
-                    strength=args.strength,
-                    preserve_colors=args.preserve_colors, scale=args.scale)
-    workers = pick_workers(args.workers, stylizer.device.type)
     previous = _stop_on_sigterm()
     status = 0
     try:
-        out = convert(p, stylizer=stylizer, progress=not args.quiet, stability=strength_or_default(args.stability),
-                      workers=workers, even_size=args.even_size)
+        with worker_threads(args.workers, pick_device(args.device).type) as workers:
+            stylizer = load(args.style, device=args.device, precision=args.precision, backend=args.backend,
+                            strength=args.strength, preserve_colors=args.preserve_colors, scale=args.scale)
+            out = convert(p, stylizer=stylizer, progress=not args.quiet,
+                          stability=strength_or_default(args.stability), workers=workers, even_size=args.even_size)
     except PartialFolder as e:
         print(f"stylecam: {e}", file=sys.stderr)
         out, status = p.dst, 1

@@ -186,7 +186,7 @@ class OpenVINONet:
     height/width measured no slower than a model compiled per size (within the shared machine's noise) and never
     stall on a new size, which ``--scale auto`` makes. Each concurrent caller takes its own infer request from a
     pool; the model gets one stream per caller the cores allow: ``torch.get_num_threads()`` threads per call,
-    read at the first frame (``live.pick_workers`` sets 1 for its two workers: two streams of one thread, 14 vs
+    read at the first frame (``pipeline.worker_threads`` sets 1 for its two workers: two streams of one thread, 14 vs
     10 fps bf16 and 13 vs 9 fp32 against two requests on one 2-thread stream; OpenVINO's own AsyncInferQueue
     matched our two workers, 20 vs 19 fps). Two graphs, compiled on first use: uint8 NHWC in/out with clamp and
     rounding inside (frames) and float NCHW (``stylize_tensor``).

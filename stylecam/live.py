@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import sys
 from typing import Callable, List, Optional, Sequence, Union
@@ -18,7 +17,7 @@ import numpy as np
 
 from .capture import FrameSource
 from .errors import StylecamError
-from .pipeline import LiveStages, Pipeline
+from .pipeline import LiveStages, Pipeline, worker_threads
 from .sinks import RecordSink, Sink, VirtualCamSink
 
 
@@ -63,30 +62,6 @@ class ScaleController:
             self.scale, self._ema = new, None  # the old cost says nothing about the new size
         self._n = 0
         return self.scale
-
-
-def workers_for(requested: Optional[int], device: str) -> int:
-    """How many inference workers ``pick_workers`` runs (no side effects): 2 on a multi-core CPU, else 1."""
-    if requested is None:
-        requested = 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
-    if requested < 1:
-        raise StylecamError(f"--workers must be at least 1, got {requested}")
-    return requested
-
-
-def pick_workers(requested: Optional[int], device: str) -> int:
-    """Inference workers for the pipeline, and torch's intra-op threads set to share the cores among them.
-
-    On CPU two workers of one thread each stylize 1.5x more frames per second than one worker of two threads
-    (measured on 2 cores at 320x240: 35.7 vs 23.5 fps; the fast net's small convs do not split well across
-    cores). Latency is one single-threaded frame. GPUs keep one worker.
-    """
-    import torch
-
-    requested = workers_for(requested, device)
-    if device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // requested))
-    return requested
 
 
 def make_stabilizer(stability: Optional[float]) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
@@ -181,7 +156,12 @@ def run(args: argparse.Namespace) -> int:
                            preserve_colors=args.preserve_colors,
                            scale=1.0 if args.scale == "auto" else args.scale)
 
-    workers = pick_workers(args.workers, engine.pick_device(args.device).type)
+    with worker_threads(args.workers, engine.pick_device(args.device).type) as workers:
+        return _play(args, installed, style, load, workers)
+
+
+def _play(args: argparse.Namespace, installed: List[str], style: str, load: Callable, workers: int) -> int:
+    """The pipeline from source to sinks, with the Ctrl-C policy: the first stops cleanly, the second hard."""
     # each of ``workers`` parallel workers has ``workers`` frame times to stylize its frame
     auto = ScaleController(args.target_fps / workers) if args.scale == "auto" else None
     stages = LiveStages(installed, style, load, strength=args.strength, preserve_colors=args.preserve_colors,

@@ -11,9 +11,8 @@ import torch
 
 import stylecam
 from stylecam import engine, models
-from stylecam.engine import Stylizer, padded_size, preserve_colors, run_padded
+from stylecam.engine import padded_size, preserve_colors, run_padded
 from stylecam.errors import StylecamError
-from stylecam.weights import StyleInfo
 
 
 def _frame(h, w, seed=0):

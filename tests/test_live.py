@@ -804,3 +804,22 @@ def test_closing_or_destroying_the_window_quits_and_finalizes_the_recording(how,
             p.kill()
     assert p.returncode == 0, err.text()
     assert len(read_video(out_path)[0]) > 0
+
+
+def test_worker_threads_shares_the_cores_and_restores_torch_threads():
+    """The CPU thread policy is scoped: the bench times nets right after pipelines."""
+    import os
+
+    import torch
+
+    from stylecam.pipeline import worker_threads
+
+    before = torch.get_num_threads()
+    with worker_threads(None, "cpu") as workers:
+        assert workers == (2 if (os.cpu_count() or 1) >= 2 else 1)
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // workers)
+    assert torch.get_num_threads() == before
+    with pytest.raises(StylecamError, match="--workers must be at least 1"):
+        with worker_threads(0, "cpu"):
+            pass
+    assert torch.get_num_threads() == before

@@ -38,10 +38,6 @@ CONTENT_LAYER = 2  # relu3_3 among VGG16's style features (relu1_2, relu2_2, rel
 GATYS_STEPS = 200
 
 
-def square(im: Image.Image, size: int) -> Image.Image:
-    return frame(im, (size, size))
-
-
 def frame(im: Image.Image, size: Tuple[int, int]) -> Image.Image:
     """Scale to cover ``size`` (w, h), aspect kept, and crop the middle: a webcam-shaped view of the photo."""
     w, h = size

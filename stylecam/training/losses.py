@@ -5,7 +5,7 @@ Content: ||F(out) - F(photo)||^2 / ||F(photo)||^2. The ratios make the weights p
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
