@@ -15,6 +15,7 @@ reference. It is also the fallback when OpenVINO is missing or fails, said in on
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import queue
@@ -60,6 +61,13 @@ def pick_device(device: Optional[str] = None) -> torch.device:
     return torch.device("cpu")
 
 
+def _why(e: BaseException) -> str:
+    """An exception as one line: its type and its message's first line (library errors span pages)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -326,7 +334,7 @@ class Stylizer:
             self.ov = OpenVINONet.get(model, self.precision)
             return "openvino"
         except Exception as e:  # ImportError, a conversion or compile failure: all mean "use torch"
-            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+            why = _why(e)
             if backend == "openvino":
                 raise StylecamError(f"--backend openvino: cannot run this net ({why}); use --backend torch") from None
             line = f"stylecam: OpenVINO unavailable ({why[:200]}); using the PyTorch CPU path"
@@ -451,9 +459,8 @@ def script_or_eager(model: nn.Module) -> nn.Module:
     try:
         return torch.jit.script(model)
     except Exception as e:  # TorchScript frontend errors have no common base class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"stylecam: TorchScript cannot compile {type(model).__name__} ({type(e).__name__}: {first[:120]}); "
-              "running it eagerly", file=sys.stderr)
+        print(f"stylecam: TorchScript cannot compile {type(model).__name__} ({_why(e)[:160]}); running it eagerly",
+              file=sys.stderr)
         return model
 
 

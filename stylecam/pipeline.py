@@ -255,7 +255,10 @@ class Stylized:
 
 class Stages:
     """The frame path's two stages on ``CapturedFrame``s: ``stylize`` (parallel, any order) and ``finish``
-    (in frame order). ``admit`` runs as a worker takes the frame, in frame order."""
+    (in frame order). ``admit`` runs as a worker takes the frame, in frame order. ``finish`` applies the
+    optional flicker ``stabilizer`` (``f(original, stylized) -> stylized``)."""
+
+    stabilizer: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None
 
     def admit(self, frame: CapturedFrame) -> CapturedFrame:
         return frame
@@ -264,7 +267,7 @@ class Stages:
         raise NotImplementedError
 
     def finish(self, frame: CapturedFrame, s: Stylized) -> np.ndarray:
-        return s.image
+        return s.image if self.stabilizer is None else self.stabilizer(frame.image, s.image)
 
 
 class PerFrame(Stages):
@@ -276,9 +279,6 @@ class PerFrame(Stages):
 
     def stylize(self, frame: CapturedFrame) -> Stylized:
         return Stylized(self.fn(frame.image))
-
-    def finish(self, frame: CapturedFrame, s: Stylized) -> np.ndarray:
-        return s.image if self.stabilizer is None else self.stabilizer(frame.image, s.image)
 
 
 class LiveStages(Stages):
@@ -360,8 +360,7 @@ class LiveStages(Stages):
                 if self.fade_seconds > 0:
                     self._fade_from, self._fade_t0 = self._last, frame.t_media
             self._style = s.style
-        y = s.image if self.stabilizer is None else self.stabilizer(frame.image, s.image)
-        self._last = y
+        y = self._last = super().finish(frame, s)
         if self._fade_from is not None:
             a = (frame.t_media - self._fade_t0) / self.fade_seconds
             if not 0 <= a < 1 or self._fade_from.shape != y.shape:

@@ -214,8 +214,8 @@ def test_rotated_phone_video_comes_out_upright(tmp_path):
 
 
 def test_iter_frames_reads_every_kind(tmp_path):
-    """One call for bench and the flicker metric: video, GIF and still image, RGB uint8."""
-    video = lavfi_video(tmp_path / "v.mp4", size="64x48", seconds=0.4)
+    """One call for any input kind: video, GIF and still image, RGB uint8."""
+    lavfi_video(tmp_path / "v.mp4", size="64x48", seconds=0.4)
     Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "s.png")
     Image.new("RGB", (8, 6)).save(tmp_path / "a.gif", save_all=True,
                                   append_images=[Image.new("RGB", (8, 6), (9 * i, 0, 0)) for i in (1, 2)])

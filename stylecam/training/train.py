@@ -180,9 +180,11 @@ def check_inputs(cfg: Dict[str, Any]) -> None:
     out = Path(cfg["out"])
     if out.is_dir():
         raise StylecamError(f"output {out} is a folder; --out names the weights file to write")
-    _check_writable(out.parent, "output folder")
+    # create a file there: catches read-only mounts even as root; an hour of training lost to a failed save is
+    # the cost avoided
+    check_writable(out.parent, "output folder", create=True)
     _check_earlier_run(cfg)
-    _check_writable(Path(cfg["run_dir"]), "run folder (--run-dir)")
+    check_writable(Path(cfg["run_dir"]), "run folder (--run-dir)", create=True)
 
 
 RUN_FILES = ("checkpoint.pt", "loss.csv")
@@ -217,12 +219,6 @@ def _readable(path: Path) -> bool:
         return True
     except UNREADABLE:
         return False
-
-
-def _check_writable(folder: Path, what: str) -> None:
-    """Create ``folder`` and a file in it: catches read-only mounts and missing rights even as root, where
-    ``os.access`` says yes to everything. Training for an hour and then failing to save is the cost avoided."""
-    check_writable(folder, what, create=True)
 
 
 def lr_at(step: int, cfg) -> float:
