@@ -201,10 +201,11 @@ def is_live_default(model: torch.nn.Module, path: ComputePath) -> bool:
     import importlib.util
 
     dev = engine.pick_device(None)
-    backend = engine.pick_backend(dev, None, model)
+    precision = engine.pick_precision(dev, None)
+    backend = engine.pick_backend(dev, None, model, precision)
     if backend == "auto":
         backend = "openvino" if importlib.util.find_spec("openvino") is not None else "torch"
-    return (path.device == dev.type and path.precision == engine.pick_precision(dev, None, model)
+    return (path.device == dev.type and path.precision == precision
             and path.backend == backend and (backend == "openvino" or path.compute == engine.pick_compute(dev, None)))
 
 

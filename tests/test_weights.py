@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,34 @@ def test_user_styles_folder_is_found_and_listed(tmp_path, monkeypatch, capsys):
     assert cli.main(["styles"]) == 0
     out = capsys.readouterr().out
     assert "mine" in out and "Test mine" in out and "gogh" in out  # shipped styles are listed too
+
+
+# Settings added to the trainer after some styles were trained, with the value those runs used.
+BEFORE_THE_SETTING = {"crop_scale": [1.0, 1.5], "content_layer": None, "style_layers": None,
+                      "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0}
+
+
+def test_every_shipped_style_is_reproduced_by_its_recipe():
+    """weights/NAME.safetensors was trained with exactly what `train --recipe training/recipes/NAME.toml` runs
+    today (the recipe's settings, and the trainer's defaults for those it leaves out)."""
+    from stylecam.training import train as trainer
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = sorted((root / "weights").glob("*.safetensors"))
+    assert len(shipped) >= 9
+    skip = {"style_image", "dataset", "out", "name", "display_name", "run_dir", "resume", "force", "workers",
+            "checkpoint_every", "preview_every", "channels_last", "precision"}
+    for path in shipped:
+        _, info = weights_io.load(path)
+        recipe_file = root / "training" / "recipes" / f"{path.stem}.toml"
+        assert recipe_file.is_file(), f"{path.name} has no recipe"
+        cfg = trainer.resolve_config(["--recipe", str(recipe_file)])
+        assert info.training.get("steps") == cfg["steps"], path.name
+        assert info.training.get("style_image") == trainer._rel(cfg["style_image"]), path.name
+        for key in set(trainer.DEFAULTS) - skip:
+            recorded = info.recipe.get(key, BEFORE_THE_SETTING.get(key))
+            value = cfg[key]
+            if isinstance(value, float) or isinstance(recorded, float):
+                assert recorded == pytest.approx(value), (path.name, key, recorded, value)
+            else:
+                assert recorded == value, (path.name, key, recorded, value)

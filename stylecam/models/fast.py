@@ -93,15 +93,22 @@ class ShuffleUp(nn.Module):
 @register("fast")
 class FastNet(nn.Module):
     def __init__(self, channels=(16, 32, 64), n_res: int = 3, stem_kernel: int = 5, separable_up: bool = True,
-                 out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle"):
+                 out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle", skips: bool = False):
         super().__init__()
         if n_down not in (2, 3):
             raise ValueError(f"n_down must be 2 or 3, got {n_down}")
         if up_mode not in ("nearest", "shuffle"):
             raise ValueError(f"up_mode must be 'nearest' or 'shuffle', got {up_mode!r}")
+        if skips and n_down != 3:
+            raise ValueError("skips need n_down = 3 (the decoder's maps then match the encoder's in size and width)")
         c1, c2, c3 = channels
         self.config = {"channels": [c1, c2, c3], "n_res": n_res, "stem_kernel": stem_kernel,
                        "separable_up": separable_up, "out_kernel": out_kernel, "n_down": n_down, "up_mode": up_mode}
+        if skips:  # recorded only when on, so older weights' configs stay as they were
+            self.config["skips"] = True
+        # Skips add the encoder's maps to the decoder's at the same size: without them a flat region decodes from
+        # a constant coarse grid, and the style loss's texture there comes out as a lattice with the grid's period.
+        self.skips = skips
         self.size_multiple = 2 ** n_down
         self.down1 = Conv(3, c1, stem_kernel, stride=2)
         self.in1 = _norm(c1)
@@ -119,11 +126,13 @@ class FastNet(nn.Module):
         self.out = Conv(c1, 3, out_kernel)
 
     def forward(self, x):
-        y = F.relu(self.in1(self.down1(x)))
-        y = F.relu(self.in2(self.down2(y)))
-        y = F.relu(self.in3(self.down3(y)))
-        y = self.res(y)
-        y = self.up3(self.up2(self.up1(y)))
+        s1 = F.relu(self.in1(self.down1(x)))
+        s2 = F.relu(self.in2(self.down2(s1)))
+        y = self.res(F.relu(self.in3(self.down3(s2))))
+        if self.skips:
+            y = self.up3(self.up2(self.up1(y) + s2) + s1)
+        else:
+            y = self.up3(self.up2(self.up1(y)))
         return self.out(y)
 
     def output_layer(self) -> nn.Conv2d:

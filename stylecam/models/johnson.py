@@ -78,13 +78,11 @@ class TransformerNet(nn.Module):
 
     #: input sides must be a multiple of this for the output to have the input's size
     size_multiple = 4
-    #: ``backend="auto"`` on the CPU: PyTorch with the exact fp32 Winograd rewrite (``johnson_cpu``). One 640x480
-    #: call on a 2-core Xeon (avx512_bf16, no AMX), interleaved rounds: rewrite 413 ms, OpenVINO f32 592, OpenVINO
-    #: bf16 908, eager fp32 1088. OpenVINO stays one ``--backend`` away.
+    #: ``backend="auto"`` on the CPU in fp32 (the exact mode, and the default where bf16 does not pay): PyTorch
+    #: with the exact Winograd rewrite (``johnson_cpu``), which measured faster than OpenVINO fp32 on a Xeon and
+    #: level with it on a Zen 4. Where bf16 pays (``engine.cpu_bf16_pays``) the default is OpenVINO bf16, 2x the
+    #: rewrite there (docs/bench.txt).
     cpu_backend = "torch"
-    #: ``precision="auto"`` on a native-bf16 CPU: no - the fp32 rewrite measured faster than bf16 (PyTorch's and
-    #: OpenVINO's) and is exact
-    auto_cpu_bf16 = False
 
     def __init__(self, channels=(32, 64, 128), n_res: int = 5):
         super().__init__()

