@@ -200,7 +200,8 @@ def _play(args: argparse.Namespace, installed: List[str], style: str, load: Call
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    print(f"stylecam: {stats.summary()}", file=sys.stderr)
+    scale = f", scale {auto.scale:.2f} (auto)" if auto else ""
+    print(f"stylecam: {stats.summary()}{scale}", file=sys.stderr)
     for s in sinks:
         if isinstance(s, RecordSink) and s.frames_written:
             print(f"stylecam: recorded {s.path} ({s.frames_written} frames at {s.fps:.1f} fps)", file=sys.stderr)

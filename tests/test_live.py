@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -616,6 +617,15 @@ def test_cli_headless_record_every_frame(styles_env, data_dir, tmp_path):
     assert np.abs(frames[3].reshape(-1, 3).mean(0) - BIAS).max() < 25  # stylized, not the street
     assert "8 frames" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_cli_auto_scale_reports_the_scale_it_settled_on(styles_env, data_dir, tmp_path):
+    p = cli("live", "--style", "tfast", "--source", str(clip(data_dir)), "--no-window", "--no-pace",
+            "--record", str(tmp_path / "out.mp4"), "--max-frames", "12", "--scale", "auto", cwd=tmp_path)
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 0, err
+    found = re.search(r"12 frames in .*, scale (\d\.\d\d) \(auto\)", err)
+    assert found and 0.25 <= float(found.group(1)) <= 1.0, err
 
 
 def wait_for(pred, timeout: float, step: float = 0.2):
