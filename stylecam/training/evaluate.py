@@ -34,7 +34,7 @@ from .lossnets import VGG16
 ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "content"
 FRAME = (320, 240)
-CONTENT_LAYER = 2  # relu3_3 among VGG16's style features (relu1_2, relu2_2, relu3_3, relu4_3)
+CONTENT_LAYER = VGG16.layers.index("relu3_3")  # among the style features of a VGG16() with all four layers
 GATYS_STEPS = 200
 
 

@@ -248,8 +248,7 @@ def build_loss_net(name: str, content_layer: Optional[str] = None,
                    style_layers: Optional[Sequence[str]] = None) -> nn.Module:
     if name not in LOSS_NETS:
         raise StylecamError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
-    if content_layer is None and style_layers is None:
-        return LOSS_NETS[name]()
-    if name != "vgg16":
+    layers = {k: v for k, v in (("content_layer", content_layer), ("style_layers", style_layers)) if v is not None}
+    if layers and name != "vgg16":
         raise StylecamError(f"content_layer and style_layers are VGG16 settings, not {name}'s")
-    return VGG16(content_layer=content_layer or "relu2_2", style_layers=style_layers or VGG16.layers)
+    return LOSS_NETS[name](**layers)

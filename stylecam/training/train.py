@@ -496,8 +496,7 @@ class Run:
         info = weights_io.StyleInfo(
             name=cfg["name"], arch=cfg["arch"], display_name=cfg["display_name"] or credit["title"],
             credit=credit, recipe=recipe,
-            training={"steps": self.step, "loss_net": cfg["loss_net"], "content_layer": cfg["content_layer"],
-                      "style_layers": cfg["style_layers"], "data": _rel(cfg["dataset"]),
+            training={"steps": self.step, "loss_net": cfg["loss_net"], "data": _rel(cfg["dataset"]),
                       "train_photos": len(self.dataset.files), "style_image": _rel(cfg["style_image"]),
                       "recipe_file": _rel(cfg.get("recipe_file", "")) if cfg.get("recipe_file") else None,
                       "seconds": round(self.elapsed, 1), "sec_per_step": round(self.elapsed / max(1, self.step), 3),
