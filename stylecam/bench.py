@@ -29,7 +29,7 @@ import torch
 from . import engine, models
 from .capture import FrameSource, read_frames
 from .errors import StylecamError
-from .pipeline import PerFrame, Pipeline, worker_threads, workers_for
+from .pipeline import LiveStages, PerFrame, Pipeline, worker_threads, workers_for
 from .weights import StyleInfo
 
 DEFAULT_SIZES = "320x240,640x480,1280x720"
@@ -210,22 +210,30 @@ def is_live_default(model: torch.nn.Module, path: ComputePath) -> bool:
 
 
 def bench_pipeline(stylizer, clip: Path, frames: int, loop: bool = False, realtime: bool = False,
-                   stop_after: Optional[float] = None, workers: int = 1, stabilize: bool = False):
+                   stop_after: Optional[float] = None, workers: int = 1, stabilize: bool = False,
+                   auto: bool = False):
     """Runs ``pipeline.Pipeline`` (file source, headless sink) as ``stylecam live`` would, with ``workers``
-    inference workers sharing the cores (and with ``stabilize`` the default flicker stabilizer in frame order,
-    as live runs by default), and returns its ``PipelineStats``."""
+    inference workers sharing the cores (with ``stabilize`` the default flicker stabilizer, as live runs by
+    default; with ``auto`` the processing scale set by ``--scale auto``'s controller for 30 fps instead of the
+    stylizer's), and returns its ``PipelineStats`` and the scale it ended at."""
+    from .live import ScaleController
     from .sinks import NullSink
     from .stabilize import Stabilizer, strength_or_default
 
     source = FrameSource(str(clip), realtime=realtime, loop=loop)
-    stages = PerFrame(stylizer, Stabilizer(strength_or_default(None)) if stabilize else None)
+    stab = Stabilizer(strength_or_default(None)) if stabilize else None
     with worker_threads(workers, stylizer.device.type) as workers:
+        if auto:
+            stages = LiveStages(["bench"], "bench", lambda _: stylizer, auto=ScaleController(30.0 / workers),
+                                stabilizer=stab, fade_seconds=0)
+        else:
+            stages = PerFrame(stylizer, stab)
         pipe = Pipeline(source, stages, [NullSink()], max_frames=frames, workers=workers)
         timer = threading.Timer(stop_after, pipe.stop) if stop_after else None
         if timer:
             timer.start()
         try:
-            return pipe.run()
+            return pipe.run(), (stages.scale if auto else stylizer.scale)
         finally:
             if timer:
                 timer.cancel()
@@ -271,7 +279,8 @@ def run_bench(args) -> Dict[str, object]:
     style_model = style_nets(args.style)
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     n_frames = args.frames
-    scale = float(args.scale)
+    auto = args.scale == "auto"
+    scale = 1.0 if auto else float(args.scale)
     src = source_frames(clip, n_frames)
     nets: List[NetResult] = []
     pipes: List[PipeResult] = []
@@ -310,8 +319,9 @@ def run_bench(args) -> Dict[str, object]:
                     # what `stylecam live` runs by default: this path plus the flicker stabilizer
                     runs.append((True, path.name + "+stab"))
                 for stabilize, compute in runs:
-                    stats = bench_pipeline(st, clip_path, frames, workers=nw, stabilize=stabilize)
-                    p = PipeResult(arch, compute, size, scale, wname, stats.shown, stats.fps,
+                    stats, ended = bench_pipeline(st, clip_path, frames, workers=nw, stabilize=stabilize,
+                                                  auto=auto)
+                    p = PipeResult(arch, compute, size, ended, wname, stats.shown, stats.fps,
                                    stats.latency_ms_median, stats.latency_ms_p90, stats.dropped, nw)
                     if (arch, compute) == REFERENCE:
                         ref_pipe[size] = p.fps
@@ -349,7 +359,9 @@ def run_soak(args) -> Dict[str, object]:
     if model is None:
         model, wname = random_net(arch), "random init"
     w, h = parse_sizes(args.sizes)[0] if args.sizes != DEFAULT_SIZES else (640, 480)
-    stylizer = make_stylizer(model, ComputePath("default", "cpu", "auto", "auto", "auto"), float(args.scale))
+    auto = args.scale == "auto"
+    stylizer = make_stylizer(model, ComputePath("default", "cpu", "auto", "auto", "auto"),
+                             1.0 if auto else float(args.scale))
     clip = Path(args.clip) if args.clip else next(iter(sorted(CLIPS_DIR.glob("*.mp4"))), None)
     with tempfile.TemporaryDirectory(prefix="stylecam-soak-") as tmp:
         path = write_clip(source_frames(clip, 90), (w, h), Path(tmp))
@@ -366,8 +378,8 @@ def run_soak(args) -> Dict[str, object]:
         sampler.start()
         workers = workers_for(args.workers, stylizer.device.type)
         # as `stylecam live` runs by default: the flicker stabilizer after the net, in frame order
-        stats = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True, stop_after=args.soak * 60,
-                               workers=workers, stabilize=True)
+        stats, ended = bench_pipeline(stylizer, path, frames=0, loop=True, realtime=True,
+                                      stop_after=args.soak * 60, workers=workers, stabilize=True, auto=auto)
         done.set()
         sampler.join()
         samples.append((time.perf_counter() - t0, rss_mb()))
@@ -375,6 +387,7 @@ def run_soak(args) -> Dict[str, object]:
     warm = [s[1] for s in samples if s[0] >= min(30.0, samples[-1][0] / 4)] or rss
     return {"system": system_info(), "soak_minutes": args.soak, "size": f"{w}x{h}", "weights": wname,
             "compute": f"{stylizer.backend} {stylizer.precision} + stabilizer", "workers": workers,
+            "scale": ended, "auto_scale": auto,
             "pipeline": stats.as_dict(),
             "rss_mb": {"start": rss[0], "end": rss[-1], "peak": max(rss), "after_warmup": warm[0],
                        "growth_after_warmup": rss[-1] - warm[0], "samples": len(rss)}}
@@ -413,7 +426,8 @@ def format_table(res: Dict[str, object]) -> str:
 
 def format_soak(res: Dict[str, object]) -> str:
     m, p = res["rss_mb"], res["pipeline"]
-    return (f"soak {res['soak_minutes']} min at {res['size']} ({res['weights']}, {res['compute']}): "
+    scale = f"{res['scale']:.2f}" + (" (auto)" if res["auto_scale"] else "")
+    return (f"soak {res['soak_minutes']} min at {res['size']}, scale {scale} ({res['weights']}, {res['compute']}): "
             f"{p['shown']} frames, {p['fps']:.1f} fps, latency {p['latency_ms_median']:.0f}/"
             f"{p['latency_ms_p90']:.0f} ms, {p['dropped']} dropped\n"
             f"RSS MB: start {m['start']:.1f}, after warm-up {m['after_warmup']:.1f}, end {m['end']:.1f}, "
@@ -434,7 +448,9 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="one small size, few runs (for tests and smoke checks)")
     p.add_argument("--style", default=None, help="shipped style for the nets (its own arch, STYLE_* siblings for the others; "
                    "default: random init)")
-    p.add_argument("--scale", default="1.0", help="processing scale for the pipeline part (default 1.0)")
+    p.add_argument("--scale", default="1.0", help="processing scale for the pipeline part (default 1.0), or auto: "
+                   "each pipeline as `stylecam live --scale auto` scales it for 30 fps (the scale column is "
+                   "where it ended)")
     p.add_argument("--clip", default=None, help="video file for the pipeline (default: a clip in shared data)")
     p.add_argument("--no-pipeline", action="store_true", help="time the networks only")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -463,12 +479,11 @@ def main(args) -> int:
         if not hasattr(flicker, "bench_flicker"):
             raise StylecamError("--flicker: stylecam.flicker has no bench_flicker entry point")
         return int(flicker.bench_flicker(args) or 0)
-    if args.scale == "auto":
-        raise StylecamError("bench --scale takes a number (auto is for `stylecam live`)")
-    try:
-        float(args.scale)
-    except ValueError:
-        raise StylecamError(f"bad --scale {args.scale!r}; use a number such as 0.5") from None
+    if args.scale != "auto":
+        try:
+            float(args.scale)
+        except ValueError:
+            raise StylecamError(f"bad --scale {args.scale!r}; use a number such as 0.5 or auto") from None
     if args.soak is not None:
         if args.soak <= 0:
             raise StylecamError("--soak takes a positive number of minutes")

@@ -93,6 +93,7 @@ class CapturedFrame:
     t_capture: float
     t_media: float
     options: Any = None  # what the frame is painted with (pipeline.FrameOptions), stamped as a worker takes it
+    previous: Optional[np.ndarray] = None  # the image of the frame admitted before it (pipeline.Stages.admit)
 
 
 class CaptureLike(Protocol):

@@ -119,20 +119,26 @@ def _plan_folder(src: Path, dst: Path) -> Plan:
 def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameFn,
             stability: Optional[float] = None, workers: int = 1) -> Iterator[Tuple[T, np.ndarray]]:
     """``(item, painted frame)`` in input order through the ordered runner: ``workers`` frames are stylized
-    at once; the optical-flow stabilizer (``stability`` > 0) then runs in order, built per sequence so no
-    motion state leaks from one file into the next."""
-    from .pipeline import run_ordered
+    at once, each with the optical-flow stabilizer's flow to its predecessor (``stability`` > 0); the blend
+    with the previous output then runs in order. The stabilizer is built per sequence so no motion state
+    leaks from one file into the next."""
+    from .pipeline import run_ordered, with_previous
 
-    finish = None
-    if stability:
-        from .stabilize import Stabilizer
+    workers = max(1, workers)
+    if not stability:
+        yield from run_ordered(items, lambda item: stylizer(rgb(item)), workers=workers)
+        return
+    from .stabilize import OFFLINE_FLOW_AREA, Stabilizer
 
-        stab = Stabilizer(stability)
+    stab = Stabilizer(stability, flow_area=OFFLINE_FLOW_AREA)  # no frame budget here: the finer flow
 
-        def finish(item, y):
-            return stab(rgb(item), y)
+    def stylize(pair):
+        previous, item = pair
+        x = rgb(item)
+        return stab.prepare(None if previous is None else rgb(previous), x, stylizer(x))
 
-    return run_ordered(items, lambda item: stylizer(rgb(item)), finish, workers=max(1, workers))
+    for (_, item), y in run_ordered(with_previous(items), stylize, lambda _, p: stab.apply(p), workers=workers):
+        yield item, y
 
 
 def _progress(total: Optional[int], desc: str, enabled: bool):

@@ -21,7 +21,8 @@ import numpy as np
 from . import flow as fl
 from .capture import read_frames  # noqa: F401  (flicker.read_frames: the clips the metric reads)
 from .errors import StylecamError
-from .pipeline import run_ordered
+from .pipeline import run_ordered, with_previous
+from .stabilize import FLOW_AREA
 
 DEFAULT_FLOW = "dis_medium"
 MIN_VALID_FRACTION = 0.05  # a pair with fewer reliable pixels than this says nothing about flicker
@@ -160,29 +161,34 @@ def detail(frame: np.ndarray) -> float:
 
 def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None, scale: float = 1.0,
                  device: Optional[str] = None, precision: Optional[str] = None, method: str = DEFAULT_FLOW,
-                 max_frames: Optional[int] = None) -> dict:
-    """Stylize ``clip`` once, stabilize that same stylization, and measure everything in one pass."""
+                 max_frames: Optional[int] = None, flow_area: Optional[int] = None) -> dict:
+    """Stylize ``clip`` once, stabilize that same stylization (as ``stylecam convert`` does: its flow area
+    unless ``flow_area`` is given), and measure everything in one pass."""
     from . import engine
-    from .stabilize import Stabilizer, strength_or_default
+    from .stabilize import OFFLINE_FLOW_AREA, Stabilizer, strength_or_default
 
     strength = strength_or_default(stability)
     stylizer = engine.load(style, device=device, precision=precision, scale=scale)
-    stabilizer = Stabilizer(strength)
+    stabilizer = Stabilizer(strength, flow_area=flow_area or OFFLINE_FLOW_AREA)
     meter = FlickerMeter(method=method)
     t_style = t_stab = 0.0
     n = 0
     det = {"stylized": 0.0, "stabilized": 0.0}
     size = None
 
-    def stylize(x):  # timed per stage, on the one frame path (one worker: per-frame cost, not throughput)
-        t = time.perf_counter()
-        return stylizer(x), time.perf_counter() - t
+    def stylize(pair):  # timed per stage, on the one frame path (one worker: per-frame cost, not throughput)
+        previous, x = pair
+        t0 = time.perf_counter()
+        y = stylizer(x)
+        t1 = time.perf_counter()
+        return stabilizer.prepare(previous, x, y), t1 - t0, time.perf_counter() - t1
 
-    def finish(x, s):
+    def finish(pair, s):
         t = time.perf_counter()
-        return s[0], stabilizer(x, s[0]), s[1], time.perf_counter() - t
+        return s[0].stylized, stabilizer.apply(s[0]), s[1], s[2] + time.perf_counter() - t
 
-    for x, (y, z, dt_style, dt_stab) in run_ordered(read_frames(clip, max_frames), stylize, finish):
+    for (_, x), (y, z, dt_style, dt_stab) in run_ordered(with_previous(read_frames(clip, max_frames)), stylize,
+                                                          finish):
         if n > 0:  # the first frame warms up both
             t_style += dt_style
             t_stab += dt_stab
@@ -197,7 +203,7 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
     ratio = lambda a, b: (a / b) if b > 0 else float("nan")
     return {
         "clip": str(clip), "frames": n, "size": list(size or (0, 0)), "style": stylizer.info.name,
-        "stability": strength, "flow": method, "pairs_measured": meter.pairs, "cuts_skipped": meter.cuts,
+        "stability": strength, "flow": method, "flow_area": stabilizer.flow_area, "pairs_measured": meter.pairs, "cuts_skipped": meter.cuts,
         "unreliable_skipped": meter.unreliable, "valid_fraction": round(meter.mean_valid_fraction, 4),
         "error": {"input": err["input"], "stylized": err["stylized"], "stabilized": err["stabilized"]},
         "ratio": {"stylized_to_input": ratio(err["stylized"], err["input"]),
@@ -215,6 +221,8 @@ def format_table(r: dict) -> str:
     lines = [
         f"flicker: {r['clip']}  {r['size'][0]}x{r['size'][1]}, {r['frames']} frames, style {r['style']}, "
         f"stability {r['stability']:g}, flow {r['flow']}",
+        f"  the stabilizer's flow on up to {r['flow_area']} px (as `stylecam convert`; live: "
+        f"{FLOW_AREA})",
         f"  pairs measured {r['pairs_measured']}, scene cuts skipped {r['cuts_skipped']}, unreliable skipped "
         f"{r['unreliable_skipped']}, reliable pixels {100 * r['valid_fraction']:.0f}%",
         f"  {'video':<22}{'warping error':>14}{'/ input':>10}",

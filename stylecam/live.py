@@ -25,10 +25,12 @@ from .sinks import RecordSink, Sink, VirtualCamSink
 # Policies: automatic scale, worker count, stabilizer (the stages themselves: pipeline.LiveStages)
 # ---------------------------------------------------------------------------------------------------------
 class ScaleController:
-    """``--scale auto``: keeps the stylize time within the frame budget of ``target_fps``.
+    """``--scale auto``: keeps a frame's cost (net, stabilizer, cross-fade) within the frame budget of
+    ``target_fps``.
 
-    Cost grows with the pixel count, i.e. with scale squared, so the next scale is ``scale*sqrt(budget/cost)``
-    from a smoothed cost. It drops at once when over budget (the machine got slower) and rises half-way and
+    The net's cost grows with the pixel count, i.e. with scale squared, so the next scale is
+    ``scale*sqrt(budget/cost)`` from a smoothed cost; the stabilizer works at full size, so where it is a large
+    share the first step falls short and the next ones finish the drop. It drops at once when over budget (the machine got slower) and rises half-way and
     only with 10 % headroom (no oscillation). Scales are quantized to ``step`` so the net sees few sizes.
     It starts at full detail: with OpenVINO a 640x480 frame fits the budget here, and a slower machine drops
     to its scale after the first ``every`` frames.

@@ -4,9 +4,9 @@
 
     source ──▶ worker 1: stylize ─┐                                     ┌──▶ window (ui.LiveWindow)
     camera,    worker 2: stylize ─┴──▶ finish, one at a time, ──▶ out ──┼──▶ MP4 (sinks.RecordSink)
-    file, URL,  (any order, one        in frame order (stabilizer,      └──▶ virtual camera / caller
-    GIF, image, core each)             style cross-fade)
-    folder
+    file, URL,  (any order, one        in frame order (stabilizer       └──▶ virtual camera / caller
+    GIF, image, core each; net and     blend, style cross-fade)
+    folder       stabilizer flow)
 
 Runner API - live, bench, convert and the flicker metric all run frames through it::
 
@@ -47,7 +47,7 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Generic, Iterable, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Callable, Generic, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -55,6 +55,7 @@ import numpy as np
 from .capture import CapturedFrame, FrameSource, Mailbox
 from .errors import StylecamError
 from .sinks import NullSink, Processed, Sink, StopPipeline
+from .stabilize import Prepared, Stabilizer
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -232,6 +233,15 @@ def run_ordered(items: Iterable[T], stylize: Callable[[T], S], finish: Optional[
         runner.join()
 
 
+def with_previous(items: Iterable[T]) -> Iterator[Tuple[Optional[T], T]]:
+    """``(previous, item)`` pairs, ``previous`` None for the first: how a worker that stylizes a frame also
+    gets the frame before it (the stabilizer's flow) without state shared between workers."""
+    previous = None
+    for item in items:
+        yield previous, item
+        previous = item
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stages
 # ---------------------------------------------------------------------------------------------------------
@@ -247,37 +257,50 @@ class FrameOptions:
 
 @dataclass
 class Stylized:
-    """The order-free stage's output: the painted frame and the style it was really painted with."""
+    """The order-free stage's output: the painted frame, the style it was really painted with, and the
+    stabilizer's share of the work that needs no earlier output (``Stabilizer.prepare``)."""
 
     image: np.ndarray
     style: str = ""
+    prepared: Optional[Prepared] = None
+    seconds: float = 0.0  # how long the stage took (``--scale auto`` weighs it with the finish)
 
 
 class Stages:
-    """The frame path's two stages on ``CapturedFrame``s: ``stylize`` (parallel, any order) and ``finish``
-    (in frame order). ``admit`` runs as a worker takes the frame, in frame order. ``finish`` applies the
-    optional flicker ``stabilizer`` (``f(original, stylized) -> stylized``)."""
+    """The frame path's two stages on ``CapturedFrame``s: ``stylize`` (parallel, any order: the subclass's
+    ``paint``, then the optional flicker ``stabilizer``'s flow) and ``finish`` (in frame order: the
+    stabilizer's blend with the previous output). ``admit`` runs as a worker takes the frame, in frame order;
+    it hands each frame its predecessor's image, so the flow needs no state shared between workers."""
 
-    stabilizer: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None
+    stabilizer: Optional[Stabilizer] = None
+    _previous: Optional[np.ndarray] = None
 
     def admit(self, frame: CapturedFrame) -> CapturedFrame:
+        frame.previous, self._previous = self._previous, frame.image
         return frame
 
-    def stylize(self, frame: CapturedFrame) -> Stylized:
+    def paint(self, frame: CapturedFrame) -> Stylized:
         raise NotImplementedError
 
+    def stylize(self, frame: CapturedFrame) -> Stylized:
+        t = time.perf_counter()
+        s = self.paint(frame)
+        if self.stabilizer is not None:
+            s.prepared = self.stabilizer.prepare(frame.previous, frame.image, s.image)
+        s.seconds = time.perf_counter() - t
+        return s
+
     def finish(self, frame: CapturedFrame, s: Stylized) -> np.ndarray:
-        return s.image if self.stabilizer is None else self.stabilizer(frame.image, s.image)
+        return s.image if self.stabilizer is None else self.stabilizer.apply(s.prepared)
 
 
 class PerFrame(Stages):
-    """A frame -> frame function (a ``Stylizer``), optionally stabilized in frame order: bench and tests."""
+    """A frame -> frame function (a ``Stylizer``), optionally stabilized: bench and tests."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray],
-                 stabilizer: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None):
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], stabilizer: Optional[Stabilizer] = None):
         self.fn, self.stabilizer = fn, stabilizer
 
-    def stylize(self, frame: CapturedFrame) -> Stylized:
+    def paint(self, frame: CapturedFrame) -> Stylized:
         return Stylized(self.fn(frame.image))
 
 
@@ -288,7 +311,7 @@ class LiveStages(Stages):
 
     def __init__(self, styles: Sequence[str], current: str, load: Callable[[str], Callable],
                  strength: float = 1.0, preserve_colors: bool = False, scale: float = 1.0, auto=None,
-                 stabilizer: Optional[Callable] = None, fade_seconds: float = FADE_SECONDS):
+                 stabilizer: Optional[Stabilizer] = None, fade_seconds: float = FADE_SECONDS):
         self.styles = list(styles) if current in styles else [current] + list(styles)
         self.index = self.styles.index(current)  # the style new frames get
         self._load = load
@@ -301,7 +324,6 @@ class LiveStages(Stages):
         self.fade_seconds = fade_seconds
         self.message = ""  # last problem (a style that failed to load), shown in the window
         self._want = self.index
-        self._lock = threading.Lock()
         # finish's state (frame order only)
         self._style: Optional[str] = None
         self._last: Optional[np.ndarray] = None
@@ -338,21 +360,19 @@ class LiveStages(Stages):
 
     def admit(self, frame: CapturedFrame) -> CapturedFrame:
         frame.options = self.options()
-        return frame
+        return super().admit(frame)
 
-    def stylize(self, frame: CapturedFrame) -> Stylized:
+    def paint(self, frame: CapturedFrame) -> Stylized:
         o: FrameOptions = frame.options
-        t = time.perf_counter()
         y = self._cache[o.style](frame.image, strength=o.strength, preserve_colors=o.preserve_colors,
                                  scale=o.scale)
-        if self.auto:
-            with self._lock:  # both workers feed it
-                self.auto.update(time.perf_counter() - t)
         return Stylized(y, o.style)
 
     def finish(self, frame: CapturedFrame, s: Stylized) -> np.ndarray:
         """Flicker removal and the style cross-fade. At the first frame of a new style the stabilizer forgets
-        the old style's strokes and the fade starts from the old style's last frame."""
+        the old style's strokes and the fade starts from the old style's last frame. ``--scale auto`` is fed
+        the frame's whole cost, both stages: the stabilizer's share does not shrink with the scale."""
+        t = time.perf_counter()
         if s.style != self._style:
             if self._style is not None:
                 if self.stabilizer is not None:
@@ -367,6 +387,8 @@ class LiveStages(Stages):
                 self._fade_from = None
             else:
                 y = cv2.addWeighted(self._fade_from, 1 - a, y, a, 0)
+        if self.auto:
+            self.auto.update(s.seconds + time.perf_counter() - t)
         return y
 
 

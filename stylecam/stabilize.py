@@ -7,12 +7,19 @@ photometrically right (the previous input, warped, matches the current input - w
 person would leave a ghost, so the fresh stylization is used there). The blend is recursive, so the output is
 an exponential moving average along motion trajectories. A scene cut resets the state.
 
+Only the blend needs the previous output: the flow, the weights and the fresh frame's detail energy need just
+the two inputs, so the pipeline's workers compute them in parallel (``prepare``) and the in-order stage only
+warps and blends (``apply``).
+
 Two things decide how good that average is (measured on the bench clips, see docs/flicker.txt):
 
 - Flow precision. The carried texture is as sharp as a stylization gets, so a flow error of a fraction of a
   pixel already shows as flicker. The flow runs on a grey copy of about ``FLOW_AREA`` pixels (half size at
   640x480): at a quarter of that, the old default, DIS's finest level is too coarse and the stabilized output
-  kept 1.6-2.6x the input's flicker; sub-pixel rounding or snapping of the flow did not help.
+  kept 1.6-2.6x the input's flicker; sub-pixel rounding or snapping of the flow did not help. Offline
+  (``convert``, the flicker metric) there is no frame budget, so the flow gets up to ``OFFLINE_FLOW_AREA``:
+  on the 1280x720 bench clip the stabilized output kept 1.39x the input's flicker with a 320x180 flow, 1.00x
+  with 640x360 and 0.58x at full size; the 640x272 clip 1.18x and, at full size, 0.92x.
 - Texture. Averaging stylizations whose strokes differ frame to frame, and resampling the carried frame every
   frame, both wash the strokes out (the old blend kept 50-85% of the detail). The blend's band-pass energy is
   therefore brought back up to the fresh stylization's, smoothed over ``DETAIL_WINDOW`` px: a gain that
@@ -25,6 +32,8 @@ The rest is the net's job: a style trained with the shift/noise consistency term
 """
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Optional
 
 import cv2
@@ -34,7 +43,8 @@ from . import flow as fl
 from .errors import StylecamError
 
 DEFAULT_STRENGTH = 0.95  # measured on the bench clips; see docs/flicker.txt
-FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on: ~8 ms of DIS medium on one core
+FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on live: ~8 ms of DIS medium on one core
+OFFLINE_FLOW_AREA = 640 * 480  # convert and the flicker metric: steadier on large frames, 4x the flow time
 FLOW_METHOD = "dis_medium"  # at equal cost dis_fast/ultrafast on a larger copy were no better (measured)
 # Photometric check on the 0..255 grey input: below LO the warped previous input matches (full weight), above
 # HI it does not (no weight, fresh stylization): clears sensor noise, catches flow errors that would ghost.
@@ -52,12 +62,27 @@ def strength_or_default(value: Optional[float]) -> float:
     return DEFAULT_STRENGTH if value is None else float(value)
 
 
+@dataclass
+class Prepared:
+    """One frame's stabilizer work that needs no earlier *output* (``Stabilizer.prepare``), so it can run in
+    the parallel stage: the flow, the blend weight, the sampling map and the fresh frame's detail energy."""
+
+    stylized: np.ndarray
+    small: Optional[np.ndarray] = None  # grey input at flow resolution; None: stabilizer off
+    cut: bool = False
+    map: Optional[np.ndarray] = None  # HxWx2 absolute positions in the previous output; None: no usable pair
+    weight: Optional[np.ndarray] = None  # HxW float32, 0..strength
+    energy: Optional[np.ndarray] = None  # the fresh stylization's stroke-band energy, on a 4x smaller grid
+
+
 class Stabilizer:
     """``stab(input_frame, stylized_frame) -> stabilized_frame`` (RGB uint8, same shape), one per video stream.
 
-    ``strength`` in [0, 1): the weight of the motion-compensated previous output where the flow is reliable;
-    0 turns it off. ``restore_detail=False`` leaves out the detail restoration (for comparison). Keeps the
-    previous input and output between calls; :meth:`reset` forgets them.
+    The same in two halves for the ordered runner: ``prepare(previous_input, input, stylized)`` needs no
+    earlier output and is safe to call from several workers at once; ``apply(prepared)`` blends with the
+    previous output and must run in frame order. ``strength`` in [0, 1): the weight of the motion-compensated
+    previous output where the flow is reliable; 0 turns it off. ``restore_detail=False`` leaves out the detail
+    restoration (for comparison). :meth:`reset` forgets the previous output.
     """
 
     def __init__(self, strength: float = DEFAULT_STRENGTH, flow_area: int = FLOW_AREA,
@@ -68,35 +93,43 @@ class Stabilizer:
                                 f"got {strength:g}")
         self.strength = strength
         self.flow_area = int(flow_area)
+        self.method = method
         self.fb_check = fb_check
         self.restore_detail = restore_detail
-        self._flow = fl.FlowEstimator(method)
+        fl.FlowEstimator(method)  # an unknown method fails here, not in a worker
+        self._local = threading.local()  # a DIS object keeps buffers between calls: one per thread
         self.cuts = 0  # scene cuts seen (state resets), for reports
         self.reset()
 
     def reset(self) -> None:
-        self._prev_small: Optional[np.ndarray] = None
-        self._prev_thumb: Optional[np.ndarray] = None
+        self._prev_small: Optional[np.ndarray] = None  # for __call__
         self._prev_out: Optional[np.ndarray] = None
         self._buf: Optional[dict] = None
 
+    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        est = getattr(self._local, "flow", None)
+        if est is None:
+            est = self._local.flow = fl.FlowEstimator(self.method)
+        return est(a, b)
+
     def _small(self, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
+        g = fl.gray(frame)  # grey first: a third of the work of resizing three channels
+        h, w = g.shape[:2]
         s = min(1.0, (self.flow_area / (h * w)) ** 0.5)
         if s < 1.0:
-            frame = cv2.resize(frame, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-        return fl.gray(frame)
+            g = cv2.resize(g, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+        return g
 
-    def weight(self, small: np.ndarray, back: np.ndarray) -> np.ndarray:
+    def weight(self, prev_small: np.ndarray, small: np.ndarray, back: np.ndarray) -> np.ndarray:
         """Per-pixel blend weight of the warped previous output, at flow resolution, float32 0..strength.
 
         Reliability = the photometric check (catches occlusions and flow errors) times a flow check: by default
         coherence, ``back`` compared with itself at the matched point (it flags motion boundaries and frame
         edges for the price of one flow); with ``fb_check`` a true forward flow (twice the flow time, and on
         the clips no less flicker: the photometric check already rejects what it would)."""
-        fwd = self._flow(self._prev_small, small) if self.fb_check else -back
+        fwd = self._flow(prev_small, small) if self.fb_check else -back
         valid = fl.consistent(back, fwd, FB_SLACK)
-        warped = fl.warp(self._prev_small, back)
+        warped = fl.warp(prev_small, back)
         d = cv2.blur(cv2.absdiff(warped, small).astype(np.float32), (3, 3))
         w = np.clip((PHOTO_HI - d) * (1.0 / (PHOTO_HI - PHOTO_LO)), 0.0, 1.0)
         w *= valid
@@ -105,71 +138,100 @@ class Stabilizer:
         w = cv2.GaussianBlur(w, (5, 5), 0)
         return w * np.float32(self.strength)
 
-    def _blend(self, prev_out: np.ndarray, stylized: np.ndarray, back: np.ndarray, w_small: np.ndarray) -> np.ndarray:
-        """Warp the previous output by the upsampled flow and blend, in preallocated full-size buffers
-        (allocating ~4 MB a frame costs as much as the arithmetic at 640x480). remap runs on a 4-channel
-        copy: OpenCV's vectorised path makes that, conversions included, half the time of 3 channels."""
+    def prepare(self, previous: Optional[np.ndarray], frame: np.ndarray, stylized: np.ndarray) -> Prepared:
+        """Everything but the blend, for ``frame`` (RGB) whose predecessor in the stream was ``previous``
+        (None at the start). Thread-safe."""
+        if frame.shape[:2] != stylized.shape[:2]:
+            raise ValueError(f"input {frame.shape} and stylized {stylized.shape} sizes differ")
+        if self.strength <= 0.0:
+            return Prepared(stylized)
+        small = self._small(frame)
+        prev_small = None if previous is None or previous.shape != frame.shape else self._small(previous)
+        return self._prepare(prev_small, small, stylized)
+
+    def _prepare(self, prev_small: Optional[np.ndarray], small: np.ndarray, stylized: np.ndarray) -> Prepared:
+        p = Prepared(np.ascontiguousarray(stylized), small)
+        if prev_small is None or prev_small.shape != small.shape:
+            return p
+        if fl.is_cut(fl.thumbnail(prev_small), fl.thumbnail(small)):
+            p.cut = True
+            return p
+        back = self._flow(small, prev_small)
         h, w = stylized.shape[:2]
-        if self._buf is None or self._buf["map"].shape[:2] != (h, w):
-            self._buf = {"map": np.empty((h, w, 2), np.float32), "rgba": np.empty((h, w, 4), np.uint8),
-                         "warped4": np.empty((h, w, 4), np.uint8), "warped": np.empty((h, w, 3), np.uint8),
-                         "w": np.empty((h, w), np.float32), "w1": np.empty((h, w), np.float32),
+        sh, sw = back.shape[:2]
+        p.map = cv2.resize(back * np.array([w / sw, h / sh], np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.add(p.map, fl.grid(h, w), dst=p.map)
+        p.weight = cv2.resize(self.weight(prev_small, small, back), (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.restore_detail:
+            p.energy = _energy(p.stylized)
+        return p
+
+    def apply(self, p: Prepared) -> np.ndarray:
+        """The stabilized frame: ``p.stylized`` blended with the previous output carried along the flow.
+        In frame order only."""
+        if p.small is None:  # off
+            return p.stylized
+        prev_out = self._prev_out
+        if p.cut and prev_out is not None:
+            self.cuts += 1
+        if p.map is None or prev_out is None or prev_out.shape != p.stylized.shape:
+            out = p.stylized
+        else:
+            out = self._blend(prev_out, p)
+            if p.energy is not None:
+                out = self._restore(out, p)
+        self._prev_out = out
+        return out
+
+    def _blend(self, prev_out: np.ndarray, p: Prepared) -> np.ndarray:
+        """Warp the previous output and blend, in preallocated full-size buffers (allocating ~4 MB a frame
+        costs as much as the arithmetic at 640x480). remap runs on a 4-channel copy: OpenCV's vectorised path
+        makes that, conversions included, half the time of 3 channels."""
+        h, w = p.stylized.shape[:2]
+        if self._buf is None or self._buf["rgba"].shape[:2] != (h, w):
+            self._buf = {"rgba": np.empty((h, w, 4), np.uint8), "warped4": np.empty((h, w, 4), np.uint8),
+                         "warped": np.empty((h, w, 3), np.uint8), "w1": np.empty((h, w), np.float32),
                          "gain": np.empty((h, w), np.float32), "gain1": np.empty((h, w), np.float32)}
         b = self._buf
-        sh, sw = back.shape[:2]
-        cv2.resize(back * np.array([w / sw, h / sh], np.float32), (w, h), dst=b["map"],
-                   interpolation=cv2.INTER_LINEAR)
-        cv2.add(b["map"], fl.grid(h, w), dst=b["map"])
         cv2.cvtColor(prev_out, cv2.COLOR_RGB2RGBA, dst=b["rgba"])
-        cv2.remap(b["rgba"], b["map"], None, cv2.INTER_LINEAR, dst=b["warped4"], borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(b["rgba"], p.map, None, cv2.INTER_LINEAR, dst=b["warped4"], borderMode=cv2.BORDER_REPLICATE)
         cv2.cvtColor(b["warped4"], cv2.COLOR_RGBA2RGB, dst=b["warped"])
-        cv2.resize(w_small, (w, h), dst=b["w"], interpolation=cv2.INTER_LINEAR)
-        np.subtract(np.float32(1.0), b["w"], out=b["w1"])
-        return cv2.blendLinear(b["warped"], stylized, b["w"], b["w1"])
+        np.subtract(np.float32(1.0), p.weight, out=b["w1"])
+        return cv2.blendLinear(b["warped"], p.stylized, p.weight, b["w1"])
 
-    def _restore(self, blend: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+    def _restore(self, blend: np.ndarray, p: Prepared) -> np.ndarray:
         """Scale the blend's stroke band (blend minus its box blur) so its local energy matches the fresh
-        stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes.
-        Energies are smoothed on a 4x smaller grid: the gain is smooth anyway, and that keeps it ~2 ms."""
+        stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes."""
         h, w = blend.shape[:2]
-        band = (DETAIL_BAND, DETAIL_BAND)
-        lw, lh = max(1, w // 4), max(1, h // 4)
-        k = max(1, DETAIL_WINDOW // 4)
-        energy = []
-        for img in (blend, stylized):
-            g = fl.gray(img).astype(np.float32)
-            hp = g - cv2.blur(g, band)
-            e = cv2.resize(hp * hp, (lw, lh), interpolation=cv2.INTER_AREA)
-            energy.append(cv2.blur(e, (k, k)))
-        gain = np.sqrt((energy[1] + 1.0) / (energy[0] + 1.0))
+        gain = np.sqrt((p.energy + 1.0) / (_energy(blend) + 1.0))
         np.clip(gain, 1.0, DETAIL_MAX_GAIN, out=gain)
         b = self._buf
         cv2.resize(gain, (w, h), dst=b["gain"], interpolation=cv2.INTER_LINEAR)
         np.subtract(np.float32(1.0), b["gain"], out=b["gain1"])
         # blend + (gain - 1) * (blend - blur(blend)), as one saturating weighted sum
+        band = (DETAIL_BAND, DETAIL_BAND)
         return cv2.blendLinear(blend, cv2.blur(blend, band), b["gain"], b["gain1"])
 
     def __call__(self, input_frame: np.ndarray, stylized_frame: np.ndarray) -> np.ndarray:
+        """``prepare`` and ``apply`` in one, for a caller that goes frame by frame."""
         if input_frame.shape[:2] != stylized_frame.shape[:2]:
             raise ValueError(f"input {input_frame.shape} and stylized {stylized_frame.shape} sizes differ")
         if self.strength <= 0.0:
             return stylized_frame
         small = self._small(input_frame)
-        thumb = fl.thumbnail(small)
-        prev_out = self._prev_out
-        fresh = (prev_out is None or prev_out.shape != stylized_frame.shape
-                 or self._prev_small.shape != small.shape)
-        if not fresh and fl.is_cut(self._prev_thumb, thumb):
-            self.cuts += 1
-            fresh = True
-        if fresh:
-            out = stylized_frame
-        else:
-            stylized = np.ascontiguousarray(stylized_frame)
-            back = self._flow(small, self._prev_small)
-            w_small = self.weight(small, back)
-            out = self._blend(prev_out, stylized, back, w_small)
-            if self.restore_detail:
-                out = self._restore(out, stylized)
-        self._prev_small, self._prev_thumb, self._prev_out = small, thumb, out
-        return out
+        p = self._prepare(self._prev_small, small, stylized_frame)
+        self._prev_small = small
+        return self.apply(p)
+
+
+def _energy(img: np.ndarray) -> np.ndarray:
+    """Local energy of the stroke band (grey minus its ``DETAIL_BAND`` box blur), on a 4x smaller grid
+    smoothed over ``DETAIL_WINDOW`` px: the gain is smooth anyway, and the small grid keeps it cheap. In uint8
+    until the square (a tenth of the float version's time; the blur's rounding moves it ~3%)."""
+    h, w = img.shape[:2]
+    g = fl.gray(img)
+    hp = cv2.absdiff(g, cv2.blur(g, (DETAIL_BAND, DETAIL_BAND)))
+    e = cv2.resize(cv2.multiply(hp, hp, dtype=cv2.CV_32F), (max(1, w // 4), max(1, h // 4)),
+                   interpolation=cv2.INTER_AREA)
+    k = max(1, DETAIL_WINDOW // 4)
+    return cv2.blur(e, (k, k))

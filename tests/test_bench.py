@@ -53,3 +53,17 @@ def test_bench_flicker_dispatch_or_clear_error(capsys, monkeypatch):
     monkeypatch.setattr(flicker, "bench_flicker", lambda args: seen.setdefault("clips", args.flicker) and 0)
     assert cli.main(["bench", "--flicker", "clip.mp4"]) == 0
     assert seen["clips"] == ["clip.mp4"]
+
+
+def test_bench_auto_scale_runs_the_live_controller_and_reports_where_it_ended(capsys, monkeypatch):
+    """`--scale auto`: each pipeline is scaled by live's controller; one that cannot hold its target (here an
+    impossible 10^6 fps) ends at the controller's floor, and the row says so."""
+    import stylecam.live as live
+
+    class Impossible(live.ScaleController):
+        def __init__(self, target_fps, **kw):
+            super().__init__(1e6, every=1, **kw)
+
+    monkeypatch.setattr(live, "ScaleController", Impossible)
+    res = _run_json(capsys, "--quick", "--archs", "fast", "--frames", "12", "--scale", "auto")
+    assert res["pipeline"] and all(p["scale"] == 0.25 for p in res["pipeline"]), res["pipeline"]

@@ -368,6 +368,12 @@ def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
     for _ in range(200):
         ctl.update(10.0 * ctl.scale**2)  # hopelessly slow: bounded below
     assert ctl.scale == 0.25
+    # a part that does not shrink with the scale (the stabilizer at full size): still within budget
+    ctl = ScaleController(target_fps=30, lo=0.25, hi=1.0)
+    cost = lambda s: 0.012 + 0.08 * s**2  # noqa: E731
+    for _ in range(200):
+        ctl.update(cost(ctl.scale))
+    assert cost(ctl.scale) <= ctl.budget < cost(ctl.scale + 0.1)
 
 
 class FakeStylizer:
@@ -420,17 +426,23 @@ def test_per_frame_options_travel_with_the_frame_not_on_the_stylizer():
 
 
 class StabilizerLog:
-    """A stabilizer that logs calls (by frame value) and resets, and passes frames through."""
+    """A stabilizer that logs which frame pairs it prepared, the order of its blends (by frame value) and its
+    resets, and passes frames through."""
 
     def __init__(self):
         self.log: list = []
+        self.pairs: list = []
 
     def reset(self):
         self.log.append("reset")
 
-    def __call__(self, x, y):
-        self.log.append(int(x[0, 0, 0]))
-        return y
+    def prepare(self, previous, x, y):
+        self.pairs.append((None if previous is None else int(previous[0, 0, 0]), int(x[0, 0, 0])))
+        return int(x[0, 0, 0]), y
+
+    def apply(self, prepared):
+        self.log.append(prepared[0])
+        return prepared[1]
 
 
 def test_two_workers_reset_the_stabilizer_exactly_at_the_first_frame_of_a_new_style():
@@ -460,6 +472,9 @@ def test_two_workers_reset_the_stabilizer_exactly_at_the_first_frame_of_a_new_st
     out = list(OrderedRunner(frames(), st.stylize, st.finish, workers=2, admit=st.admit).start())
     assert [f.index for f, _ in out] == list(range(6))
     assert stab.log == [0, 1, 2, "reset", 3, 4, 5]
+    # the flow half ran in the workers, out of order, yet each frame was paired with its predecessor
+    assert sorted(stab.pairs, key=lambda p: p[1]) == [(None, 0), (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert stab.pairs.index((2, 3)) < stab.pairs.index((1, 2))
     assert [int(y[0, 0, 0]) for _, y in out] == [10, 10, 10, 200, 200, 200]
 
 
