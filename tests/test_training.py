@@ -286,12 +286,24 @@ def test_vgg16_layers_are_chosen_by_name_from_a_recipe(tmp_path, photos, style):
     with pytest.raises(stylecam.StylecamError, match="VGG16 settings"):
         lossnets.build_loss_net("efficientnet-lite0", content_layer="relu3_3")
 
+    # average pooling: the same weights, the pooling layers swapped, so the deeper features change
+    x = torch.rand(1, 3, 32, 32)
+    avg = VGG16(style_layers=["relu1_2", "relu4_3"], pooling="avg")
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in avg.features)
+    (a1, a4), _ = avg(x)
+    (m1, m4), _ = VGG16(style_layers=["relu1_2", "relu4_3"])(x)
+    assert torch.equal(a1, m1) and not torch.allclose(a4, m4)  # relu1_2 is before the first pooling
+    with pytest.raises(stylecam.StylecamError, match="VGG16 settings"):
+        lossnets.build_loss_net("efficientnet-lite0", pooling="avg")
+
     recipe = tmp_path / "r.toml"
-    recipe.write_text('content_layer = "relu3_3"\nstyle_layers = ["relu2_2", "relu3_3", "relu4_3"]\n')
+    recipe.write_text('content_layer = "relu3_3"\nstyle_layers = ["relu2_2", "relu3_3", "relu4_3"]\n'
+                      'loss_pooling = "avg"\n')
     args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", loss_net=None)
     run = trainer.Run(trainer.resolve_config(["--recipe", str(recipe), *args]))
     assert run.loss_net.content_index == 2 and run.loss_net.style_indices == [1, 2, 3]
-    assert run.cfg["style_layers"] == ["relu2_2", "relu3_3", "relu4_3"]
+    assert run.cfg["style_layers"] == ["relu2_2", "relu3_3", "relu4_3"] and run.cfg["loss_pooling"] == "avg"
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in run.loss_net.features)
 
 
 def test_vgg16_without_weights_fails_with_one_line(tmp_path, monkeypatch, photos, style, capsys):

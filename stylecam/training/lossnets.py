@@ -193,8 +193,10 @@ class VGG16(nn.Module):
     layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
     def __init__(self, source: str = "auto", content_layer: str = "relu2_2",
-                 style_layers: Sequence[str] = layers):
+                 style_layers: Sequence[str] = layers, pooling: str = "max"):
         super().__init__()
+        if pooling not in ("max", "avg"):
+            raise StylecamError(f"VGG16 pooling is max or avg, not {pooling!r}")
         for name in (content_layer, *style_layers):
             if name not in self.layers:
                 raise StylecamError(f"unknown VGG16 layer {name!r} (known: {', '.join(self.layers)})")
@@ -221,6 +223,10 @@ class VGG16(nn.Module):
                                 f"{os.path.dirname(cached)}; or use --loss-net efficientnet-lite0")
         own = self.features.state_dict()
         self.features.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+        if pooling == "avg":  # Gatys et al.: smoother gradients than max pooling's, which pick one pixel of four
+            for i, m in enumerate(self.features):
+                if isinstance(m, nn.MaxPool2d):
+                    self.features[i] = nn.AvgPool2d(2, 2)
         self.scale = scale
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
@@ -245,10 +251,11 @@ LOSS_NETS = {"efficientnet-lite0": EfficientNetLite0, "vgg16": VGG16}
 
 
 def build_loss_net(name: str, content_layer: Optional[str] = None,
-                   style_layers: Optional[Sequence[str]] = None) -> nn.Module:
+                   style_layers: Optional[Sequence[str]] = None, pooling: Optional[str] = None) -> nn.Module:
     if name not in LOSS_NETS:
         raise StylecamError(f"unknown loss network {name!r} (known: {', '.join(LOSS_NETS)})")
-    layers = {k: v for k, v in (("content_layer", content_layer), ("style_layers", style_layers)) if v is not None}
-    if layers and name != "vgg16":
-        raise StylecamError(f"content_layer and style_layers are VGG16 settings, not {name}'s")
-    return LOSS_NETS[name](**layers)
+    given = {k: v for k, v in (("content_layer", content_layer), ("style_layers", style_layers),
+                               ("pooling", pooling)) if v is not None}
+    if given and name != "vgg16":
+        raise StylecamError(f"content_layer, style_layers and pooling are VGG16 settings, not {name}'s")
+    return LOSS_NETS[name](**given)

@@ -51,12 +51,13 @@ LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [24, 48, 96], "n_res": 4, "n_dow
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
     "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
+    "loss_pooling": None,
     "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
     "batch_size": 4, "steps": 800, "content_weight": 1.25, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
-    "temporal_weight": 100.0, "temporal_shift": 3, "temporal_noise": 4.0,
+    "temporal_weight": 500.0, "temporal_shift": 3, "temporal_noise": 4.0,
 }
 
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-net", choices=["efficientnet-lite0", "vgg16"])
     p.add_argument("--content-layer", choices=["relu2_2", "relu3_3"],
                    help="VGG16 layer the content loss compares (default relu3_3; Johnson et al. used relu2_2)")
+    p.add_argument("--loss-pooling", choices=["max", "avg"],
+                   help="VGG16's pooling in the loss network (default max, as trained; Gatys et al. used avg)")
     p.add_argument("--image-size", type=int, help="random crop size (default 192)")
     p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
@@ -272,7 +275,8 @@ class Run:
                 layer = self.model.output_layer()
                 raw = layer.parametrizations.bias.original if gain != 1.0 else layer.bias
                 raw.copy_(style.mean((0, 2, 3)) * 255.0 / gain)
-        self.loss_net = build_loss_net(cfg["loss_net"], cfg["content_layer"], cfg["style_layers"])
+        self.loss_net = build_loss_net(cfg["loss_net"], cfg["content_layer"], cfg["style_layers"],
+                                       cfg["loss_pooling"])
         self.loss_net = self.loss_net.to(self.device, memory_format=self.mem_format)
         self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
                                         cfg["tv_weight"])
@@ -321,7 +325,8 @@ class Run:
                 raise StylecamError(f"cannot resume {self.ckpt_path}: it was trained with {k}={saved[k]!r}, not "
                                     f"{self.cfg[k]!r}")
         if self.main:
-            changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers", "crop_scale",
+            changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers", "loss_pooling",
+                                   "crop_scale",
                                    "image_size", "style_size", "batch_size", "steps", "content_weight",
                                    "style_weight", "tv_weight", "lr", "lr_final", "seed", "loss_jitter",
                                    "temporal_weight", "temporal_shift", "temporal_noise")
