@@ -22,7 +22,7 @@ from . import flow as fl
 from .capture import read_frames  # noqa: F401  (flicker.read_frames: the clips the metric reads)
 from .errors import StylecamError
 from .pipeline import run_ordered, with_previous
-from .stabilize import FLOW_AREA
+from .stabilize import FLOW_AREA, OFFLINE_FLOW_AREA, Stabilizer, strength_or_default
 
 DEFAULT_FLOW = "dis_medium"
 MIN_VALID_FRACTION = 0.05  # a pair with fewer reliable pixels than this says nothing about flicker
@@ -165,7 +165,6 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
     """Stylize ``clip`` once, stabilize that same stylization (as ``stylecam convert`` does: its flow area
     unless ``flow_area`` is given), and measure everything in one pass."""
     from . import engine
-    from .stabilize import OFFLINE_FLOW_AREA, Stabilizer, strength_or_default
 
     strength = strength_or_default(stability)
     stylizer = engine.load(style, device=device, precision=precision, scale=scale)
@@ -203,7 +202,8 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
     ratio = lambda a, b: (a / b) if b > 0 else float("nan")
     return {
         "clip": str(clip), "frames": n, "size": list(size or (0, 0)), "style": stylizer.info.name,
-        "stability": strength, "flow": method, "flow_area": stabilizer.flow_area, "pairs_measured": meter.pairs, "cuts_skipped": meter.cuts,
+        "stability": strength, "flow": method, "flow_area": stabilizer.flow_area, "pairs_measured": meter.pairs,
+        "cuts_skipped": meter.cuts,
         "unreliable_skipped": meter.unreliable, "valid_fraction": round(meter.mean_valid_fraction, 4),
         "error": {"input": err["input"], "stylized": err["stylized"], "stabilized": err["stabilized"]},
         "ratio": {"stylized_to_input": ratio(err["stylized"], err["input"]),

@@ -30,8 +30,9 @@ class ScaleController:
 
     The net's cost grows with the pixel count, i.e. with scale squared, so the next scale is
     ``scale*sqrt(budget/cost)`` from a smoothed cost; the stabilizer works at full size, so where it is a large
-    share the first step falls short and the next ones finish the drop. It drops at once when over budget (the machine got slower) and rises half-way and
-    only with 10 % headroom (no oscillation). Scales are quantized to ``step`` so the net sees few sizes.
+    share the first step falls short and the next ones finish the drop. It drops at once when over budget
+    (the machine got slower) and rises half-way and only with 10 % headroom (no oscillation). Scales are
+    quantized to ``step`` so the net sees few sizes.
     It starts at full detail: with OpenVINO a 640x480 frame fits the budget here, and a slower machine drops
     to its scale after the first ``every`` frames.
     """

@@ -68,7 +68,6 @@ class Prepared:
     the parallel stage: the flow, the blend weight, the sampling map and the fresh frame's detail energy."""
 
     stylized: np.ndarray
-    small: Optional[np.ndarray] = None  # grey input at flow resolution; None: stabilizer off
     cut: bool = False
     map: Optional[np.ndarray] = None  # HxWx2 absolute positions in the previous output; None: no usable pair
     weight: Optional[np.ndarray] = None  # HxW float32, 0..strength
@@ -106,6 +105,12 @@ class Stabilizer:
         self._prev_out: Optional[np.ndarray] = None
         self._buf: Optional[dict] = None
 
+    def _on(self, frame: np.ndarray, stylized: np.ndarray) -> bool:
+        """Whether there is anything to do; a stylized frame of another size is the caller's bug."""
+        if frame.shape[:2] != stylized.shape[:2]:
+            raise ValueError(f"input {frame.shape} and stylized {stylized.shape} sizes differ")
+        return self.strength > 0.0
+
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         est = getattr(self._local, "flow", None)
         if est is None:
@@ -141,16 +146,14 @@ class Stabilizer:
     def prepare(self, previous: Optional[np.ndarray], frame: np.ndarray, stylized: np.ndarray) -> Prepared:
         """Everything but the blend, for ``frame`` (RGB) whose predecessor in the stream was ``previous``
         (None at the start). Thread-safe."""
-        if frame.shape[:2] != stylized.shape[:2]:
-            raise ValueError(f"input {frame.shape} and stylized {stylized.shape} sizes differ")
-        if self.strength <= 0.0:
+        if not self._on(frame, stylized):
             return Prepared(stylized)
         small = self._small(frame)
         prev_small = None if previous is None or previous.shape != frame.shape else self._small(previous)
         return self._prepare(prev_small, small, stylized)
 
     def _prepare(self, prev_small: Optional[np.ndarray], small: np.ndarray, stylized: np.ndarray) -> Prepared:
-        p = Prepared(np.ascontiguousarray(stylized), small)
+        p = Prepared(np.ascontiguousarray(stylized))
         if prev_small is None or prev_small.shape != small.shape:
             return p
         if fl.is_cut(fl.thumbnail(prev_small), fl.thumbnail(small)):
@@ -169,7 +172,7 @@ class Stabilizer:
     def apply(self, p: Prepared) -> np.ndarray:
         """The stabilized frame: ``p.stylized`` blended with the previous output carried along the flow.
         In frame order only."""
-        if p.small is None:  # off
+        if self.strength <= 0.0:
             return p.stylized
         prev_out = self._prev_out
         if p.cut and prev_out is not None:
@@ -213,10 +216,9 @@ class Stabilizer:
         return cv2.blendLinear(blend, cv2.blur(blend, band), b["gain"], b["gain1"])
 
     def __call__(self, input_frame: np.ndarray, stylized_frame: np.ndarray) -> np.ndarray:
-        """``prepare`` and ``apply`` in one, for a caller that goes frame by frame."""
-        if input_frame.shape[:2] != stylized_frame.shape[:2]:
-            raise ValueError(f"input {input_frame.shape} and stylized {stylized_frame.shape} sizes differ")
-        if self.strength <= 0.0:
+        """``prepare`` and ``apply`` in one, for a caller that goes frame by frame (it keeps the previous
+        input's grey copy instead of recomputing it)."""
+        if not self._on(input_frame, stylized_frame):
             return stylized_frame
         small = self._small(input_frame)
         p = self._prepare(self._prev_small, small, stylized_frame)
