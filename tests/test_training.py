@@ -24,6 +24,7 @@ from stylecam.training import train as trainer
 from stylecam.training import evaluate as evaluator
 from stylecam.training import lossnets
 from stylecam.training.data import PhotoCrops, StepBatches, holdout_count, load_rgb, style_tensor
+from stylecam.training.losses import PerceptualLoss
 from stylecam.training.lossnets import VGG16, EfficientNetLite0, default_lite0_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,12 +299,40 @@ def test_vgg16_layers_are_chosen_by_name_from_a_recipe(tmp_path, photos, style):
 
     recipe = tmp_path / "r.toml"
     recipe.write_text('content_layer = "relu3_3"\nstyle_layers = ["relu2_2", "relu3_3", "relu4_3"]\n'
-                      'loss_pooling = "avg"\n')
+                      'loss_pooling = "avg"\nstyle_scales = [1.0, 0.5]\n')
     args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", loss_net=None)
     run = trainer.Run(trainer.resolve_config(["--recipe", str(recipe), *args]))
     assert run.loss_net.content_index == 2 and run.loss_net.style_indices == [1, 2, 3]
     assert run.cfg["style_layers"] == ["relu2_2", "relu3_3", "relu4_3"] and run.cfg["loss_pooling"] == "avg"
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in run.loss_net.features)
+    assert run.criterion.scales == (1.0, 0.5) and run.cfg["style_scales"] == [1.0, 0.5]
+
+
+class _Pointwise(torch.nn.Module):
+    """A 1x1-conv loss net: its Gram matrices ignore where pixels are, only which colours occur."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x))
+        return [f], f
+
+
+def test_style_scales_see_a_fine_scramble_that_full_size_grams_cannot():
+    """A painting's pixels scrambled (a fine noise with the painting's colours) match its full-size Grams
+    exactly; the half-size term tells it from the painting, whose half-size copy keeps its broad strokes."""
+    ramp = torch.linspace(0, 1, 64)
+    painting = torch.stack([ramp[None, :].expand(64, 64), ramp[:, None].expand(64, 64), 1 - ramp[None, :]
+                            .expand(64, 64)])[None]
+    scrambled = painting.flatten(2)[..., torch.randperm(64 * 64)].reshape(painting.shape)
+    net = _Pointwise()
+    full = PerceptualLoss(net, painting, 0, 1, 0)
+    both = PerceptualLoss(net, painting, 0, 1, 0, style_scales=[1.0, 0.5])
+    assert full(scrambled, painting)["style"] < 1e-6 and both(painting, painting)["style"] < 1e-6
+    assert both(scrambled, painting)["style"] > 1e-4
 
 
 def test_vgg16_without_weights_fails_with_one_line(tmp_path, monkeypatch, photos, style, capsys):

@@ -51,7 +51,7 @@ LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [24, 48, 96], "n_res": 4, "n_dow
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
     "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
-    "loss_pooling": None,
+    "loss_pooling": None, "style_scales": [1.0],
     "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
     "batch_size": 4, "steps": 800, "content_weight": 1.25, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VGG16 layer the content loss compares (default relu3_3; Johnson et al. used relu2_2)")
     p.add_argument("--loss-pooling", choices=["max", "avg"],
                    help="VGG16's pooling in the loss network (default max, as trained; Gatys et al. used avg)")
+    p.add_argument("--style-scales", type=float, nargs="+", metavar="S",
+                   help="sizes at which the style term compares output and painting, e.g. 1 0.5 (default 1)")
     p.add_argument("--image-size", type=int, help="random crop size (default 192)")
     p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
@@ -279,7 +281,7 @@ class Run:
                                        cfg["loss_pooling"])
         self.loss_net = self.loss_net.to(self.device, memory_format=self.mem_format)
         self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
-                                        cfg["tv_weight"])
+                                        cfg["tv_weight"], cfg["style_scales"])
         self.temporal = ShiftConsistencyLoss(cfg["temporal_shift"], cfg["temporal_noise"],
                                              multiple=getattr(self.model, "size_multiple", 4))
         self.net = DistributedDataParallel(self.model) if self.distributed else self.model
@@ -326,7 +328,7 @@ class Run:
                                     f"{self.cfg[k]!r}")
         if self.main:
             changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers",
-                                   "loss_pooling", "crop_scale", "image_size", "style_size", "batch_size",
+                                   "loss_pooling", "style_scales", "crop_scale", "image_size", "style_size", "batch_size",
                                    "steps", "content_weight", "style_weight", "tv_weight", "lr", "lr_final",
                                    "seed", "loss_jitter", "temporal_weight", "temporal_shift", "temporal_noise")
                         if k in saved and saved[k] != self.cfg[k]]
