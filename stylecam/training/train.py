@@ -328,9 +328,10 @@ class Run:
                                     f"{self.cfg[k]!r}")
         if self.main:
             changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers",
-                                   "loss_pooling", "style_scales", "crop_scale", "image_size", "style_size", "batch_size",
-                                   "steps", "content_weight", "style_weight", "tv_weight", "lr", "lr_final",
-                                   "seed", "loss_jitter", "temporal_weight", "temporal_shift", "temporal_noise")
+                                   "loss_pooling", "style_scales", "crop_scale", "image_size", "style_size",
+                                   "batch_size", "steps", "content_weight", "style_weight", "tv_weight", "lr",
+                                   "lr_final", "seed", "loss_jitter", "temporal_weight", "temporal_shift",
+                                   "temporal_noise")
                         if k in saved and saved[k] != self.cfg[k]]
             if changed:
                 warnings.warn(f"resuming with changed settings {', '.join(f'{k}: {saved[k]!r} -> {self.cfg[k]!r}' for k in changed)}; "
