@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -560,16 +561,43 @@ def test_evaluate_reports_vgg16_distances_next_to_the_photo_and_gatys(tmp_path, 
     argv = [str(w), "--dataset", str(photos), "--holdout", "1", "--size", "64x48"]
     assert evaluator.main(argv + ["--markdown", "--gatys", "1", "--gatys-steps", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| weights | painting | style | content | photo style | Gatys style | Gatys content |"
+    assert lines[0] == "| weights | painting | style | content | hatch | photo style | Gatys style | Gatys content |"
     assert lines[2].startswith("| tiny | starry_night.jpg |") and "1 held-out photos at 64x48" in lines[-1]
-    style_d, content_d, photo_style, gatys_style, gatys_content = (float(c) for c in lines[2].split("|")[3:-1])
-    assert style_d > 0 and content_d > 0 and photo_style > 0
+    assert "flat regions at 640x480" in lines[-1]  # the hatch is measured at the size users see
+    style_d, content_d, hatch, photo_style, gatys_style, gatys_content = (float(c) for c in lines[2].split("|")[3:-1])
+    assert style_d > 0 and content_d > 0 and photo_style > 0 and hatch >= 0
     assert gatys_style < photo_style and gatys_content > 0  # the optimizer moved the photo toward the painting
 
     assert evaluator.main(argv + ["--json"]) == 0  # without --gatys: no Gatys columns; the same numbers
     row = json.loads(capsys.readouterr().out)[str(w)]
     assert row["painting"] == "starry_night.jpg" and row["photo_content"] == 0.0 and "gatys_style" not in row
-    assert (round(row["style"], 4), round(row["photo_style"], 4)) == (style_d, photo_style)
+    same = (round(row["style"], 4), round(row["photo_style"], 4), round(row["hatch"], 4))
+    assert same == (style_d, photo_style, hatch)
+
+
+def test_hatch_scores_a_regular_stripe_in_flat_regions_above_random_texture_of_more_energy():
+    """The hatch number separates a regular pattern from brush-like random texture of larger amplitude, looks
+    only where the photo is flat, and is None when nothing is flat."""
+    rng = np.random.default_rng(0)
+    flat = np.full((480, 640, 3), 128, np.uint8)
+    yy, xx = np.mgrid[0:480, 0:640]
+
+    def grey(a):
+        return np.repeat(np.clip(a, 0, 255).round().astype(np.uint8)[..., None], 3, axis=2)
+
+    stripe = grey(128 + 10 * np.sin(2 * np.pi * (xx + 0.3 * yy) / 3.3))  # RMS 7
+    texture = grey(128 + cv2.GaussianBlur(rng.normal(0, 50, (480, 640)).astype(np.float32), (0, 0), 1.5))
+    assert texture.std() > stripe.std()
+    assert evaluator.hatch(flat, flat) == 0.0
+    assert evaluator.hatch(flat, stripe) > 0.5 > 0.2 > evaluator.hatch(flat, texture) > 0.0
+    faint = grey(128 + 0.5 * np.sin(2 * np.pi * xx / 3.3))  # a regular pattern nobody can see is no hatch
+    assert evaluator.hatch(flat, faint) == 0.0
+    busy = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert evaluator.hatch(busy, stripe) is None  # no flat window: nothing to say
+    half = flat.copy()
+    half[:, 320:] = busy[:, 320:]  # the stripe only where the photo is busy: not counted
+    only_busy = np.where(xx[..., None] >= 320, stripe, flat)
+    assert evaluator.hatch(half, only_busy) < 0.01  # (the detail blur leaks a trace across the border)
 
 
 def test_evaluate_without_the_painting_fails_with_one_line(tmp_path, photos, tiny_weights, capsys):

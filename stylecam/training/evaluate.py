@@ -7,7 +7,9 @@ held-out photos (same selection rule), each cropped to a 320x240 frame:
 
 - style distance: mean over relu1_2, relu2_2, relu3_3, relu4_3 of ||G(out) - G(painting)||^2 / ||G(painting)||^2,
   G = F F^T / (h w), with the painting resized to the photo's short side (240);
-- content distance: ||F(out) - F(photo)||^2 / ||F(photo)||^2 at relu3_3.
+- content distance: ||F(out) - F(photo)||^2 / ||F(photo)||^2 at relu3_3;
+- hatch: on the same photos at 640x480 (the size users see), how much of the output's fine detail where the
+  photo is flat (sky, walls, snow) is a regular pattern (stripes, a lattice) rather than strokes: see :func:`hatch`.
 
 Each row also gives the unpainted photo's distances (content 0) and, with ``--gatys N``, those of direct
 optimization (``stylecam paint``, L-BFGS on VGG16) on the first N photos: the optimum a feed-forward net chases.
@@ -20,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+import cv2
+import numpy as np
 import torch
 from PIL import Image
 
@@ -36,6 +40,11 @@ DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "content"
 FRAME = (320, 240)
 CONTENT_LAYER = VGG16.layers.index("relu3_3")  # among the style features of a VGG16() with all four layers
 GATYS_STEPS = 200
+HATCH_FRAME = (640, 480)
+HATCH_WINDOW = 64  # px: flat windows of the photo examined, on a half-overlapping grid
+HATCH_FLAT = 6.0  # a window is flat when the photo's grey std in it is below this (0..255): sky, walls
+HATCH_PEAKS = 8  # strongest frequency bins kept (4 +/- pairs): a stripe or lattice puts its energy there
+HATCH_VISIBLE = 1.0  # grey levels (RMS) of fine detail below which a window shows no pattern at all
 
 
 def frame(im: Image.Image, size: Tuple[int, int]) -> Image.Image:
@@ -75,6 +84,38 @@ class Distances:
                 "content": float(self.content(feats[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))}
 
 
+def hatch(photo: np.ndarray, out: np.ndarray) -> float | None:
+    """How regular the texture is that the output puts where the photo is flat (sky, walls, snow): the share
+    (0..1) of its fine-detail energy held by its ``HATCH_PEAKS`` strongest frequencies, or None if no window
+    of the photo is flat.
+
+    A net that must put the painting's texture statistics into a flat region tends to fill it with a stripe or
+    lattice (a hatch, or its own grid) rather than strokes. A regular pattern puts its energy in a few peaks of
+    the spectrum of the fine detail (grey minus a sigma-3 blur: periods up to ~10 px); brush strokes and noise
+    spread it over many frequencies. Per flat window (Hann-windowed FFT), that share; a window where the output
+    has no visible detail (RMS below ``HATCH_VISIBLE``) counts 0; the mean over windows. Measured on synthetic
+    outputs: a stripe scores 0.86, a lattice 0.54, blurred random blotches 0.10, white noise 0.01."""
+    g_photo = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = g_out - cv2.GaussianBlur(g_out, (0, 0), 3.0)
+    n = HATCH_WINDOW
+    hann = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+    norm = n * n * float((hann ** 2).sum())  # Parseval with the window's energy: sum of bins -> mean square
+    shares = []
+    for y in range(0, g_photo.shape[0] - n + 1, n // 2):
+        for x in range(0, g_photo.shape[1] - n + 1, n // 2):
+            if g_photo[y:y + n, x:x + n].std() >= HATCH_FLAT:
+                continue
+            d = detail[y:y + n, x:x + n]
+            power = np.abs(np.fft.fft2((d - d.mean()) * hann)) ** 2
+            total = float(power.sum())
+            if total / norm < HATCH_VISIBLE ** 2:
+                shares.append(0.0)
+                continue
+            shares.append(float(np.partition(power.ravel(), -HATCH_PEAKS)[-HATCH_PEAKS:].sum()) / total)
+    return float(np.mean(shares)) if shares else None
+
+
 def painting_of(info: weights_io.StyleInfo, weights: Path) -> Path:
     """The painting a weights file records in its provenance (training.style_image, relative to the repo)."""
     recorded = info.training.get("style_image") or info.recipe.get("style_image")
@@ -104,6 +145,7 @@ def evaluate(weights: Sequence[Path], photos: Sequence[Path], size: Tuple[int, i
     tensors = [to_tensor(im)[None] / 255.0 for im in frames]
     with torch.no_grad():
         photo_feats = [net(x)[0] for x in tensors]
+    big = [np.asarray(frame(load_rgb(p), HATCH_FRAME)) for p in photos]
     per_painting: Dict[Path, Dict[str, float]] = {}
     results: Dict[str, Dict[str, object]] = {}
     for w, model, painting in styles:
@@ -119,19 +161,34 @@ def evaluate(weights: Sequence[Path], photos: Sequence[Path], size: Tuple[int, i
         with torch.no_grad():
             outs = [run_padded(model, x * 255.0).clamp(0, 255) / 255.0 for x in tensors]
         row = _mean([dist(o, f) for o, f in zip(outs, photo_feats)])
+        row.update(_hatch(model, big))
         results[str(w)] = {"painting": painting.name, **row, **per_painting[painting]}
     return results
 
 
-COLUMNS = [("style", "style"), ("content", "content"), ("photo_style", "photo style"),
+@torch.no_grad()
+def _hatch(model: torch.nn.Module, photos: Sequence[np.ndarray]) -> Dict[str, float]:
+    """{"hatch": mean over the photos that have flat windows} (nothing if none has)."""
+    scores = []
+    for im in photos:
+        out = run_padded(model, to_tensor(im)[None].float()).clamp(0, 255).round()
+        score = hatch(im, out[0].permute(1, 2, 0).to(torch.uint8).numpy())
+        if score is not None:
+            scores.append(score)
+    return {"hatch": sum(scores) / len(scores)} if scores else {}
+
+
+COLUMNS = [("style", "style"), ("content", "content"), ("hatch", "hatch"), ("photo_style", "photo style"),
            ("gatys_style", "Gatys style"), ("gatys_content", "Gatys content")]
 
 
 def table(results: Dict[str, Dict[str, object]], n_photos: int, size: Tuple[int, int], markdown: bool) -> str:
     cols = [(k, title) for k, title in COLUMNS if any(k in r for r in results.values())]
     gatys_n = max((int(r.get("gatys_photos", 0)) for r in results.values()), default=0)
+    gatys = f"; Gatys: direct optimization, first {gatys_n} photos" if gatys_n else ""
     note = (f"VGG16 distances on {n_photos} held-out photos at {size[0]}x{size[1]} (photo: the unpainted photo, "
-            f"content 0" + (f"; Gatys: direct optimization, first {gatys_n} photos" if gatys_n else "") + ")")
+            f"content 0; hatch: share of the output's fine detail that is a regular pattern, in the photos' flat "
+            f"regions at {HATCH_FRAME[0]}x{HATCH_FRAME[1]}{gatys})")
     cells = [[Path(w).stem, str(r["painting"])] + [f"{r[k]:.4f}" if k in r else "-" for k, _ in cols]
              for w, r in results.items()]
     head = ["weights", "painting"] + [title for _, title in cols]
