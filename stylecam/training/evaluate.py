@@ -34,6 +34,7 @@ from stylecam.errors import StylecamError
 from .data import find_images, holdout, load_rgb, style_tensor, to_tensor
 from .losses import ContentLoss, StyleLoss
 from .lossnets import VGG16
+from .report import stylize_pil
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "content"
@@ -141,11 +142,12 @@ def evaluate(weights: Sequence[Path], photos: Sequence[Path], size: Tuple[int, i
         model, info = weights_io.load(w)
         styles.append((w, model.eval(), Path(style_image) if style_image else painting_of(info, w)))
     net = VGG16()
-    frames = [frame(load_rgb(p), size) for p in photos]
+    images = [load_rgb(p) for p in photos]
+    frames = [frame(im, size) for im in images]
     tensors = [to_tensor(im)[None] / 255.0 for im in frames]
     with torch.no_grad():
         photo_feats = [net(x)[0] for x in tensors]
-    big = [np.asarray(frame(load_rgb(p), HATCH_FRAME)) for p in photos]
+    big = [frame(im, HATCH_FRAME) for im in images]
     per_painting: Dict[Path, Dict[str, float]] = {}
     results: Dict[str, Dict[str, object]] = {}
     for w, model, painting in styles:
@@ -166,15 +168,10 @@ def evaluate(weights: Sequence[Path], photos: Sequence[Path], size: Tuple[int, i
     return results
 
 
-@torch.no_grad()
-def _hatch(model: torch.nn.Module, photos: Sequence[np.ndarray]) -> Dict[str, float]:
+def _hatch(model: torch.nn.Module, photos: Sequence[Image.Image]) -> Dict[str, float]:
     """{"hatch": mean over the photos that have flat windows} (nothing if none has)."""
-    scores = []
-    for im in photos:
-        out = run_padded(model, to_tensor(im)[None].float()).clamp(0, 255).round()
-        score = hatch(im, out[0].permute(1, 2, 0).to(torch.uint8).numpy())
-        if score is not None:
-            scores.append(score)
+    scores = [hatch(np.asarray(im), np.asarray(stylize_pil(model, im))) for im in photos]
+    scores = [v for v in scores if v is not None]
     return {"hatch": sum(scores) / len(scores)} if scores else {}
 
 
