@@ -245,7 +245,8 @@ def random_net(arch: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     m = models.build(arch).eval()
     with torch.no_grad():
-        m.output_layer().bias.copy_(torch.tensor([200.0, 80.0, 40.0]))
+        bias = m.output_layer().bias
+        bias.copy_(torch.tensor([200.0, 80.0, 40.0]).repeat_interleave(bias.numel() // 3))
     return m
 
 

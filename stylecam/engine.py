@@ -198,7 +198,8 @@ class OpenVINONet:
     read at the first frame (``pipeline.worker_threads`` sets 1 for its two workers: two streams of one thread, 14 vs
     10 fps bf16 and 13 vs 9 fp32 against two requests on one 2-thread stream; OpenVINO's own AsyncInferQueue
     matched our two workers, 20 vs 19 fps). Two graphs, compiled on first use: uint8 NHWC in/out with clamp and
-    rounding inside (frames) and float NCHW (``stylize_tensor``).
+    rounding inside (frames) and float NCHW (``stylize_tensor``). Pixel shuffles run depth-first
+    (``export.depth_first_shuffles``: the same function, a few per cent faster here).
     """
 
     _cache: "OrderedDict[tuple, OpenVINONet]" = OrderedDict()
@@ -229,11 +230,12 @@ class OpenVINONet:
     def __init__(self, model: nn.Module, precision: str):
         import openvino as ov
 
-        from .export import onnx_bytes
+        from .export import depth_first_shuffles, onnx_bytes
 
         self.ov, self.precision = ov, precision
         self.core = ov.Core()
-        self.model = self.core.read_model(onnx_bytes(copy.deepcopy(model).float().cpu()), b"")
+        graph = depth_first_shuffles(onnx_bytes(copy.deepcopy(model).float().cpu()))
+        self.model = self.core.read_model(graph, b"")
         self.multiple = getattr(model, "size_multiple", 4)
         self._compiled: Dict[tuple, object] = {}
         self._pools: Dict[tuple, queue.SimpleQueue] = {}

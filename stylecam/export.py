@@ -50,6 +50,43 @@ def onnx_bytes(model: nn.Module, metadata: Optional[Dict[str, str]] = None) -> b
     return proto.SerializeToString()
 
 
+def depth_first_shuffles(data: bytes) -> bytes:
+    """The same net with every pixel shuffle as a depth-first (DCR) DepthToSpace, its conv's outputs reordered.
+
+    torch exports ``pixel_shuffle`` as column-row-depth (CRD): in OpenVINO's channels-last layout each output
+    pixel then gathers its channels with a stride, while DCR copies contiguous runs (the engine measured a few
+    per cent faster per frame, identical output in fp32). Only shuffles fed by a Conv with constant weights
+    that nothing else reads are rewritten; the file ``stylecam export`` writes keeps torch's order."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_from_string(data)
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: Dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    for node in graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type != "DepthToSpace" or attrs["mode"].s != b"CRD":
+            continue
+        conv = producer.get(node.input[0])
+        if conv is None or conv.op_type != "Conv" or readers[node.input[0]] != 1 or len(conv.input) < 3 \
+                or not all(name in inits for name in conv.input[1:3]):
+            continue
+        b2 = attrs["blocksize"].i ** 2
+        for name in conv.input[1:3]:
+            t = numpy_helper.to_array(inits[name])
+            c = t.shape[0] // b2  # CRD reads channel c * b2 + k, DCR reads k * c_out + c
+            order = np.arange(c * b2).reshape(c, b2).T.ravel()
+            inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(t[order]), name))
+        attrs["mode"].s = b"DCR"
+    return proto.SerializeToString()
+
+
 def style_metadata(model: nn.Module, info) -> Dict[str, str]:
     """What a consumer of the file needs to use it correctly and to credit the painting."""
     return {"stylecam.style": info.name, "stylecam.display_name": info.display_name or info.name,

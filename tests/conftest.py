@@ -13,12 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
+# the look arch's decoder: skips, a blur after every pixel shuffle, the RGB output shuffled up from half size
+SHUFFLE_OUT = {"channels": (8, 16, 24), "n_res": 2, "n_down": 3, "skips": True, "up_blur": True, "out_shuffle": True}
+
+
+def tint_output(model: torch.nn.Module) -> None:
+    """A visible, non-trivial mapping: bias the output towards a colour (a shuffled output has each colour's
+    four phases in a row)."""
+    with torch.no_grad():
+        bias = model.output_layer().bias
+        bias.copy_(torch.tensor([200.0, 80.0, 40.0]).repeat_interleave(bias.numel() // 3))
+
+
 def make_weights(path: Path, arch: str = "fast", seed: int = 0, **config) -> Path:
     """A real weights file of a randomly initialised net: exercises every path but the painting itself."""
     torch.manual_seed(seed)
     model = models.build(arch, **config)
-    with torch.no_grad():  # a visible, non-trivial mapping: bias the output towards a colour
-        model.output_layer().bias.copy_(torch.tensor([200.0, 80.0, 40.0]))
+    tint_output(model)
     info = weights_io.StyleInfo(name=path.stem, arch=arch, display_name=f"Test {path.stem}",
                                 credit={"title": "Test Painting", "artist": "Nobody", "year": "2026"},
                                 recipe={"note": "random init for tests"}, training={"steps": 0})
@@ -29,7 +40,7 @@ def make_weights(path: Path, arch: str = "fast", seed: int = 0, **config) -> Pat
 def weights_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("weights")
     make_weights(d / "tfast.safetensors", "fast", seed=1)
-    make_weights(d / "tfast2.safetensors", "fast", seed=2)
+    make_weights(d / "tfast2.safetensors", "fast", seed=2, **SHUFFLE_OUT)
     make_weights(d / "tclassic.safetensors", "johnson", seed=3, channels=(8, 16, 32))
     return d
 

@@ -14,6 +14,8 @@ from stylecam import engine, models
 from stylecam.engine import padded_size, preserve_colors, run_padded
 from stylecam.errors import StylecamError
 
+from conftest import SHUFFLE_OUT, tint_output
+
 
 def _frame(h, w, seed=0):
     rng = np.random.default_rng(seed)
@@ -139,7 +141,7 @@ def test_auto_falls_back_to_torch_in_one_line(styles_env, monkeypatch, capsys):
         stylecam.load("tfast", backend="openvino")
 
 
-@pytest.mark.parametrize("style", ["tfast", "tclassic"])
+@pytest.mark.parametrize("style", ["tfast", "tfast2", "tclassic"])
 def test_openvino_fp32_matches_torch(styles_env, style):
     """OpenVINO f32 is the exact mode: the same function as the PyTorch net, at an odd size (padding), through
     both the uint8 frame graph and the float tensor graph."""
@@ -204,7 +206,7 @@ def test_native_bf16_stays_close_to_fp32_on_shipped_weights(data_dir, style, bac
 
 ARCHS = [("johnson", {"channels": (8, 16, 32), "n_res": 2}), ("johnson", {}), ("fast", {}),
          ("fast", {"up_mode": "nearest", "n_down": 3, "separable_up": False, "out_kernel": 9}),
-         ("fast", {"channels": (8, 16, 24), "n_res": 2, "n_down": 3, "skips": True})]
+         ("fast", {"channels": (8, 16, 24), "n_res": 2, "n_down": 3, "skips": True}), ("fast", SHUFFLE_OUT)]
 
 
 def _net(arch, config):
@@ -215,8 +217,8 @@ def _net(arch, config):
             if isinstance(m, torch.nn.InstanceNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
-        net.output_layer().bias.copy_(torch.tensor([200.0, 80.0, 40.0]))
         net.output_layer().weight.mul_(40)
+    tint_output(net)
     return net
 
 

@@ -19,7 +19,7 @@ def exported(weights_dir, tmp_path_factory):
     """style -> (onnx path, torch net) for a fast and a classic test style."""
     out = {}
     d = tmp_path_factory.mktemp("onnx")
-    for style in ("tfast", "tclassic"):
+    for style in ("tfast", "tfast2", "tclassic"):
         path = d / f"{style}.onnx"
         assert cli.main(["export", str(weights_dir / f"{style}.safetensors"), str(path)]) == 0
         out[style] = (path, weights_io.load(weights_dir / f"{style}.safetensors")[0].eval())
@@ -37,10 +37,10 @@ def _torch(net, x):
 
 TOL = 0.05  # 0..255 scale: fp32 runtimes differ by summation order only
 
-SIZES = [(64, 96), (100, 52)]  # neither is the export's example size: height and width are dynamic
+SIZES = [(64, 96), (104, 56)]  # neither is the export's example size: height and width are dynamic (multiples of 8)
 
 
-@pytest.mark.parametrize("style", ["tfast", "tclassic"])
+@pytest.mark.parametrize("style", ["tfast", "tfast2", "tclassic"])
 def test_onnxruntime_matches_torch(exported, style):
     ort = pytest.importorskip("onnxruntime")
     path, net = exported[style]
@@ -52,7 +52,7 @@ def test_onnxruntime_matches_torch(exported, style):
         assert y.shape == (1, 3, h, w) and np.abs(y - _torch(net, x)).max() <= TOL
 
 
-@pytest.mark.parametrize("style", ["tfast", "tclassic"])
+@pytest.mark.parametrize("style", ["tfast", "tfast2", "tclassic"])
 def test_openvino_matches_torch(exported, style):
     ov = pytest.importorskip("openvino")
     path, net = exported[style]
@@ -63,7 +63,7 @@ def test_openvino_matches_torch(exported, style):
         assert y.shape == (1, 3, h, w) and np.abs(y - _torch(net, x)).max() <= TOL
 
 
-@pytest.mark.parametrize("style", ["tfast", "tclassic"])
+@pytest.mark.parametrize("style", ["tfast", "tfast2", "tclassic"])
 def test_opencv_dnn_matches_torch(exported, style):
     import cv2
 
@@ -74,6 +74,24 @@ def test_opencv_dnn_matches_torch(exported, style):
         dnn.setInput(x)
         y = dnn.forward()
         assert y.shape == (1, 3, h, w) and np.abs(y - _torch(net, x)).max() <= TOL
+
+
+@pytest.mark.parametrize("style", ["tfast", "tfast2"])
+def test_engine_graph_has_depth_first_shuffles_and_the_same_function(exported, style):
+    """The engine's copy of the graph: every pixel shuffle depth-first (DCR), the conv before it reordered, so
+    onnxruntime computes what torch does; the exported file keeps torch's column-row-depth order."""
+    ort = pytest.importorskip("onnxruntime")
+    from stylecam.export import depth_first_shuffles
+
+    path, net = exported[style]
+    rewritten = depth_first_shuffles(path.read_bytes())
+    modes = lambda data: [a.s for n in onnx.load_from_string(data).graph.node  # noqa: E731
+                          if n.op_type == "DepthToSpace" for a in n.attribute if a.name == "mode"]
+    assert set(modes(path.read_bytes())) == {b"CRD"} and set(modes(rewritten)) == {b"DCR"}
+    assert len(modes(rewritten)) == (3 if style == "tfast2" else 2)  # tfast2: two stages and the RGB output
+    sess = ort.InferenceSession(rewritten, providers=["CPUExecutionProvider"])
+    x = _input(64, 96, seed=3)
+    assert np.abs(sess.run(None, {"input": x})[0] - _torch(net, x)).max() <= TOL
 
 
 def test_metadata_names_the_style_and_its_size_multiple(exported):

@@ -85,7 +85,9 @@ def state_dict(path: Path) -> dict:
 
 # -- a few steps -> a real weights file --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch, config", [("fast", {}), ("johnson", {"channels": [8, 16, 32], "n_res": 2})])
+@pytest.mark.parametrize("arch, config", [
+    ("fast", {}), ("johnson", {"channels": [8, 16, 32], "n_res": 2}),
+    ("fast", {"channels": [8, 16, 24], "n_res": 2, "n_down": 3, "skips": True, "up_blur": True, "out_shuffle": True})])
 def test_training_writes_loadable_weights_with_provenance(tmp_path, photos, style, arch, config):
     args = tiny_args(style, photos, tmp_path / "mystyle", tmp_path / "run", 3, "--arch", arch, "--lr", "1e-2",
                      "--arch-config", json.dumps(config), loss_net=None)

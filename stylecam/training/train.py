@@ -276,7 +276,8 @@ class Run:
             with torch.no_grad():
                 layer = self.model.output_layer()
                 raw = layer.parametrizations.bias.original if gain != 1.0 else layer.bias
-                raw.copy_(style.mean((0, 2, 3)) * 255.0 / gain)
+                # one per output channel: a shuffled output has each colour's four phases in a row
+                raw.copy_((style.mean((0, 2, 3)) * 255.0 / gain).repeat_interleave(raw.numel() // 3))
         self.loss_net = build_loss_net(cfg["loss_net"], cfg["content_layer"], cfg["style_layers"],
                                        cfg["loss_pooling"])
         self.loss_net = self.loss_net.to(self.device, memory_format=self.mem_format)
