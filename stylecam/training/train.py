@@ -45,15 +45,15 @@ from .paintings import credit_for
 ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../shared)
 
 # The look recipe (docs/look.md, training/recipes/*.toml): what `stylecam train` does unless told otherwise.
-LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [24, 48, 96], "n_res": 4, "n_down": 3, "up_mode": "shuffle",
-                                    "skips": True}
+LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [32, 64, 128], "n_res": 6, "n_down": 3, "up_mode": "shuffle",
+                                    "skips": True, "up_blur": True, "out_shuffle": True}
 
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
     "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
     "loss_pooling": None, "style_scales": [1.0],
     "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
-    "batch_size": 4, "steps": 800, "content_weight": 1.25, "style_weight": 10.0, "tv_weight": 30.0,
+    "batch_size": 4, "steps": 800, "content_weight": 0.6, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
