@@ -9,8 +9,8 @@ whole residual trunk: it is memory-bound).
 
 The look's decoder (``n_down=3, skips, up_blur, out_shuffle``; training/recipes): skips from the encoder, a fixed
 blur after every pixel shuffle so flat regions decode flat rather than as the shuffle's lattice, and the RGB
-output shuffled up from half size. OpenVINO bf16 at 640x480 measured 1.95x faster than the same trunk with a
-full-size last stage (16.6 vs 32.3 ms, interleaved, quiet 2-core Zen 4).
+output shuffled up from half size: in OpenVINO bf16 at 640x480 it measured about half the time of the same trunk
+with a full-size last stage (interleaved, docs/look.md).
 """
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ class Binomial(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=self.c)
 
 
+def _icnr(conv: nn.Conv2d, cout: int) -> None:
+    """ICNR init (Aitken et al. 2017) of a conv feeding a x2 pixel shuffle: each output channel's four phases
+    (channels c*4 .. c*4+3) start as copies of the first, i.e. as nearest upsampling."""
+    with torch.no_grad():
+        w, b = conv.weight, conv.bias
+        w.copy_(w.view(cout, 4, *w.shape[1:])[:, :1].expand(cout, 4, *w.shape[1:]).reshape_as(w).clone())
+        b.copy_(b.view(cout, 4)[:, :1].expand(cout, 4).reshape(-1).clone())
+
+
 class ShuffleUp(nn.Module):
     """x2 by a low-resolution separable conv to 4 phases + pixel shuffle: no conv at the upsampled size.
 
@@ -103,11 +112,7 @@ class ShuffleUp(nn.Module):
         self.conv = SepConv(cin, cout * 4)
         self.norm = _norm(cout)
         self.blur = Binomial(cout) if blur else nn.Identity()
-        with torch.no_grad():
-            pw = self.conv.pw
-            w = pw.weight.view(cout, 4, cin)[:, :1].expand(cout, 4, cin).reshape_as(pw.weight).clone()
-            pw.weight.copy_(w)
-            pw.bias.copy_(pw.bias.view(cout, 4)[:, :1].expand(cout, 4).reshape(-1))
+        _icnr(self.conv.pw, cout)
 
     def forward(self, x):
         return self.blur(F.relu(self.norm(F.pixel_shuffle(self.conv(x), 2))))
@@ -122,11 +127,7 @@ class ShuffleOut(nn.Module):
         super().__init__()
         self.conv = Conv(cin, 3 * 4, k)
         self.blur = Binomial(3) if blur else nn.Identity()
-        with torch.no_grad():  # ICNR, as ShuffleUp: the four phases start identical
-            c = self.conv.conv
-            c.weight.copy_(c.weight.view(3, 4, *c.weight.shape[1:])[:, :1].expand(3, 4, *c.weight.shape[1:])
-                           .reshape_as(c.weight))
-            c.bias.copy_(c.bias.view(3, 4)[:, :1].expand(3, 4).reshape(-1))
+        _icnr(self.conv.conv, 3)
 
     def forward(self, x):
         return self.blur(F.pixel_shuffle(self.conv(x), 2))
