@@ -464,6 +464,8 @@ def register(sub) -> None:
     p.add_argument("--flicker", nargs="+", metavar="CLIP", default=None,
                    help="temporal flicker of stylized clips (stylecam.flicker)")
     p.add_argument("--stability", type=float, nargs="*", default=[None], help="with --flicker")
+    p.add_argument("--live-flow", action="store_true",
+                   help="with --flicker: stabilize as `stylecam live` does (smaller, lighter flow), not as convert")
     p.add_argument("--device", default=None, help=argparse.SUPPRESS)
     p.add_argument("--precision", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=main)

@@ -128,9 +128,10 @@ def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameF
     if not stability:
         yield from run_ordered(items, lambda item: stylizer(rgb(item)), workers=workers)
         return
-    from .stabilize import OFFLINE_FLOW_AREA, Stabilizer
+    from .stabilize import OFFLINE_FLOW_AREA, OFFLINE_FLOW_METHOD, Stabilizer
 
-    stab = Stabilizer(stability, flow_area=OFFLINE_FLOW_AREA)  # no frame budget here: the finer flow
+    # no frame budget here: the finer flow
+    stab = Stabilizer(stability, flow_area=OFFLINE_FLOW_AREA, method=OFFLINE_FLOW_METHOD)
 
     def stylize(pair):
         previous, item = pair

@@ -22,7 +22,7 @@ from . import flow as fl
 from .capture import read_frames  # noqa: F401  (flicker.read_frames: the clips the metric reads)
 from .errors import StylecamError
 from .pipeline import run_ordered, with_previous
-from .stabilize import FLOW_AREA, OFFLINE_FLOW_AREA, Stabilizer, strength_or_default
+from .stabilize import OFFLINE_FLOW_AREA, OFFLINE_FLOW_METHOD, Stabilizer, strength_or_default
 
 DEFAULT_FLOW = "dis_medium"
 MIN_VALID_FRACTION = 0.05  # a pair with fewer reliable pixels than this says nothing about flicker
@@ -161,14 +161,15 @@ def detail(frame: np.ndarray) -> float:
 
 def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None, scale: float = 1.0,
                  device: Optional[str] = None, precision: Optional[str] = None, method: str = DEFAULT_FLOW,
-                 max_frames: Optional[int] = None, flow_area: Optional[int] = None) -> dict:
-    """Stylize ``clip`` once, stabilize that same stylization (as ``stylecam convert`` does: its flow area
-    unless ``flow_area`` is given), and measure everything in one pass."""
+                 max_frames: Optional[int] = None, live: bool = False) -> dict:
+    """Stylize ``clip`` once, stabilize that same stylization (as ``stylecam convert`` does, or with ``live``
+    as ``stylecam live`` does: a smaller, lighter flow), and measure everything in one pass."""
     from . import engine
 
     strength = strength_or_default(stability)
     stylizer = engine.load(style, device=device, precision=precision, scale=scale)
-    stabilizer = Stabilizer(strength, flow_area=flow_area or OFFLINE_FLOW_AREA)
+    stabilizer = (Stabilizer(strength) if live else
+                  Stabilizer(strength, flow_area=OFFLINE_FLOW_AREA, method=OFFLINE_FLOW_METHOD))
     meter = FlickerMeter(method=method)
     t_style = t_stab = 0.0
     n = 0
@@ -202,7 +203,8 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
     ratio = lambda a, b: (a / b) if b > 0 else float("nan")
     return {
         "clip": str(clip), "frames": n, "size": list(size or (0, 0)), "style": stylizer.info.name,
-        "stability": strength, "flow": method, "flow_area": stabilizer.flow_area, "pairs_measured": meter.pairs,
+        "stability": strength, "flow": method, "flow_area": stabilizer.flow_area,
+        "stabilizer_flow": stabilizer.method, "live": live, "pairs_measured": meter.pairs,
         "cuts_skipped": meter.cuts,
         "unreliable_skipped": meter.unreliable, "valid_fraction": round(meter.mean_valid_fraction, 4),
         "error": {"input": err["input"], "stylized": err["stylized"], "stabilized": err["stabilized"]},
@@ -221,8 +223,8 @@ def format_table(r: dict) -> str:
     lines = [
         f"flicker: {r['clip']}  {r['size'][0]}x{r['size'][1]}, {r['frames']} frames, style {r['style']}, "
         f"stability {r['stability']:g}, flow {r['flow']}",
-        f"  the stabilizer's flow on up to {r['flow_area']} px (as `stylecam convert`; live: "
-        f"{FLOW_AREA})",
+        f"  the stabilizer's flow: {r['stabilizer_flow']} on up to {r['flow_area']} px (as `stylecam "
+        f"{'live' if r['live'] else 'convert'}`)",
         f"  pairs measured {r['pairs_measured']}, scene cuts skipped {r['cuts_skipped']}, unreliable skipped "
         f"{r['unreliable_skipped']}, reliable pixels {100 * r['valid_fraction']:.0f}%",
         f"  {'video':<22}{'warping error':>14}{'/ input':>10}",
@@ -249,7 +251,8 @@ def bench_flicker(args) -> int:
     results = [measure_clip(c, style, s, scale=scale, device=getattr(args, "device", None),
                             precision=getattr(args, "precision", None),
                             method=getattr(args, "flow", None) or DEFAULT_FLOW,
-                            max_frames=getattr(args, "max_frames", None))
+                            max_frames=getattr(args, "max_frames", None),
+                            live=bool(getattr(args, "live_flow", False)))
                for c in clips for s in stabilities]
     if getattr(args, "json", False):
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))

@@ -12,9 +12,13 @@ import numpy as np
 
 from .errors import StylecamError
 
-# name -> DIS preset; "farneback" is the non-DIS alternative.
-DIS_PRESETS = {"dis_ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "dis_fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "dis_medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# name -> (DIS preset, its settings changed); "farneback" is the non-DIS alternative. "dis_live" is medium with
+# half the gradient-descent iterations and a sparser patch grid: a third less time, for about 2.5% more flicker
+# left after the live stabilizer on the five bench clips (medium without variational refinement: 15% more).
+DIS_PRESETS = {"dis_ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}),
+               "dis_fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
+               "dis_medium": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {}),
+               "dis_live": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"GradientDescentIterations": 12, "PatchStride": 4})}
 METHODS = tuple(DIS_PRESETS) + ("farneback",)
 
 
@@ -30,7 +34,12 @@ class FlowEstimator:
         if method not in METHODS:
             raise StylecamError(f"unknown flow method {method!r}; use one of {', '.join(METHODS)}")
         self.method = method
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[method]) if method in DIS_PRESETS else None
+        self._dis = None
+        if method in DIS_PRESETS:
+            preset, settings = DIS_PRESETS[method]
+            self._dis = cv2.DISOpticalFlow_create(preset)
+            for name, value in settings.items():
+                getattr(self._dis, "set" + name)(value)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Flow from grey ``a`` to grey ``b``: ``a(x) ~= b(x + flow(x))``."""

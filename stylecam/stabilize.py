@@ -19,7 +19,9 @@ Two things decide how good that average is (measured on the bench clips, see doc
   kept 1.6-2.6x the input's flicker; sub-pixel rounding or snapping of the flow did not help. Offline
   (``convert``, the flicker metric) there is no frame budget, so the flow gets up to ``OFFLINE_FLOW_AREA``:
   on the 1280x720 bench clip the stabilized output kept 1.39x the input's flicker with a 320x180 flow, 1.00x
-  with 640x360 and 0.58x at full size; the 640x272 clip 1.18x and, at full size, 0.92x.
+  with 640x360 and 0.58x at full size; the 640x272 clip 1.18x and, at full size, 0.92x. Live, the flow also
+  runs a lighter DIS setting (``FLOW_METHOD``): a third of the flow time for ~2.5% more flicker, which is what
+  let the stabilized 640x480 pipeline pass 30 fps.
 - Texture. Averaging stylizations whose strokes differ frame to frame, and resampling the carried frame every
   frame, both wash the strokes out (the old blend kept 50-85% of the detail). The blend's band-pass energy is
   therefore brought back up to the fresh stylization's, smoothed over ``DETAIL_WINDOW`` px: a gain that
@@ -45,7 +47,8 @@ from .errors import StylecamError
 DEFAULT_STRENGTH = 0.95  # measured on the bench clips; see docs/flicker.txt
 FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on live: ~8 ms of DIS medium on one core
 OFFLINE_FLOW_AREA = 640 * 480  # convert and the flicker metric: steadier on large frames, 4x the flow time
-FLOW_METHOD = "dis_medium"  # at equal cost dis_fast/ultrafast on a larger copy were no better (measured)
+FLOW_METHOD = "dis_live"  # live: DIS medium, lightened (flow.DIS_PRESETS); at equal cost dis_fast/ultrafast on a
+OFFLINE_FLOW_METHOD = "dis_medium"  # larger copy were no better (measured). Offline: medium itself.
 # Photometric check on the 0..255 grey input: below LO the warped previous input matches (full weight), above
 # HI it does not (no weight, fresh stylization): clears sensor noise, catches flow errors that would ghost.
 PHOTO_LO = 6.0

@@ -832,18 +832,20 @@ def test_closing_or_destroying_the_window_quits_and_finalizes_the_recording(how,
 
 
 def test_worker_threads_shares_the_cores_and_restores_torch_threads():
-    """The CPU thread policy is scoped: the bench times nets right after pipelines."""
+    """The CPU thread policy (torch's and OpenCV's) is scoped: the bench times nets right after pipelines."""
     import os
 
+    import cv2
     import torch
 
     from stylecam.pipeline import worker_threads
 
-    before = torch.get_num_threads()
+    before, cv_before = torch.get_num_threads(), cv2.getNumThreads()
     with worker_threads(None, "cpu") as workers:
         assert workers == (2 if (os.cpu_count() or 1) >= 2 else 1)
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // workers)
-    assert torch.get_num_threads() == before
+        assert cv2.getNumThreads() == max(1, (os.cpu_count() or 1) // workers)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (before, cv_before)
     with pytest.raises(StylecamError, match="--workers must be at least 1"):
         with worker_threads(0, "cpu"):
             pass

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from stylecam import flicker
+from stylecam import flow as fl
 from stylecam.errors import StylecamError
 from stylecam.stabilize import DEFAULT_STRENGTH, Stabilizer
 
@@ -96,11 +97,24 @@ def test_off_size_change_and_bad_strength():
         st(frames[0], styl[0][:32])
 
 
-@pytest.mark.parametrize("clip", ["vidstab_webcam_person.gif", "vidstab_ostrich.gif"])
-def test_shipped_default_meets_the_flicker_goal_on_real_clips(data_dir, clip):
-    """The shipped gogh with the default stabilizer, as `stylecam bench --flicker` measures it: at most 1.5x the
-    input's own warping error, at most half of per-frame stylization, and the strokes kept."""
-    r = flicker.measure_clip(data_dir / "clips" / clip, "gogh", scale=0.5)
+@pytest.mark.parametrize("clip,live", [("vidstab_webcam_person.gif", False), ("vidstab_ostrich.gif", False),
+                                       ("vidstab_webcam_person.gif", True)])
+def test_shipped_default_meets_the_flicker_goal_on_real_clips(data_dir, clip, live):
+    """The shipped gogh with the default stabilizer, as `stylecam bench --flicker` measures it (as convert runs
+    it, and as live does with its lighter flow): at most 1.5x the input's own warping error, at most half of
+    per-frame stylization, and the strokes kept."""
+    r = flicker.measure_clip(data_dir / "clips" / clip, "gogh", scale=0.5, live=live)
+    assert r["stabilizer_flow"] == ("dis_live" if live else "dis_medium")
     q = r["ratio"]
     assert q["stabilized_to_input"] <= 1.5 and q["stabilized_to_stylized"] <= 0.5, q
     assert r["detail_retained"] >= 0.8, r["detail_retained"]
+
+
+def test_live_flow_is_medium_lightened():
+    """``dis_live`` is DIS medium with the two settings changed (flow.DIS_PRESETS), the rest as medium."""
+    live, medium = fl.FlowEstimator("dis_live")._dis, fl.FlowEstimator("dis_medium")._dis
+    assert (live.getGradientDescentIterations(), live.getPatchStride()) == (12, 4)
+    assert (medium.getGradientDescentIterations(), medium.getPatchStride()) == (25, 3)
+    assert (live.getFinestScale(), live.getPatchSize(), live.getVariationalRefinementIterations()) == (
+        medium.getFinestScale(), medium.getPatchSize(), medium.getVariationalRefinementIterations())
+    assert Stabilizer().method == "dis_live"
