@@ -191,9 +191,10 @@ class OpenVINONet:
     """A net compiled by OpenVINO for this CPU, callable from several threads at once.
 
     Fast ``gogh`` at 640x480: 1.8-2.4x PyTorch eager fp32 in CPU time per frame on this session's 2-core Xeon
-    (avx512_bf16, no AMX; bf16 and f32 alike there), 4.4x the old default in bf16 on the issue's Zen 4. Dynamic
-    height/width measured no slower than a model compiled per size (within the shared machine's noise) and never
-    stall on a new size, which ``--scale auto`` makes. Each concurrent caller takes its own infer request from a
+    (avx512_bf16, no AMX; bf16 and f32 alike there), 4.4x the old default in bf16 on the issue's Zen 4. Each input
+    size gets its own static-shape compile (on Zen 4 a frame ran ~10% faster than with dynamic height/width, and a
+    compile takes about a tenth of a second, once per size ``--scale auto`` visits; the last ``SIZES_KEPT`` are
+    kept). Each concurrent caller takes its own infer request from a
     pool; the model gets one stream per caller the cores allow: ``torch.get_num_threads()`` threads per call,
     read at the first frame (``pipeline.worker_threads`` sets 1 for its two workers: two streams of one thread, 14 vs
     10 fps bf16 and 13 vs 9 fp32 against two requests on one 2-thread stream; OpenVINO's own AsyncInferQueue
@@ -205,6 +206,7 @@ class OpenVINONet:
     _cache: "OrderedDict[tuple, OpenVINONet]" = OrderedDict()
     _cache_lock = threading.Lock()
     CACHE_SIZE = 12  # live cycles through up to 9 styles with its number keys
+    SIZES_KEPT = 8  # static-shape compiles per net
 
     @classmethod
     def get(cls, model: nn.Module, precision: str) -> "OpenVINONet":
@@ -237,8 +239,7 @@ class OpenVINONet:
         graph = depth_first_shuffles(onnx_bytes(copy.deepcopy(model).float().cpu()))
         self.model = self.core.read_model(graph, b"")
         self.multiple = getattr(model, "size_multiple", 4)
-        self._compiled: Dict[tuple, object] = {}
-        self._pools: Dict[tuple, queue.SimpleQueue] = {}
+        self._compiled: Dict[tuple, tuple] = {}  # (kind, threads, input shape) -> (compiled model, request pool)
         self._lock = threading.Lock()
         self.compile("u8")  # fail here, where the fallback to torch can still happen, not on the first frame
 
@@ -258,26 +259,33 @@ class OpenVINONet:
         ppp.output().postprocess().custom(lambda y: ops.round(ops.clamp(y, 0.0, 255.0), "half_to_even").output(0))
         return ppp.build()
 
-    def compile(self, kind: str):
+    def compile(self, kind: str, shape: Optional[tuple] = None):
+        """The compiled model and its request pool for ``kind`` at input ``shape`` (None: dynamic H/W)."""
         threads = max(1, torch.get_num_threads())
-        key = (kind, threads)
+        key = (kind, threads, shape)
         with self._lock:
             if key not in self._compiled:
+                graph = self._graph(kind)
+                if shape is not None:
+                    graph = graph.clone()
+                    graph.reshape(list(shape))
                 streams = max(1, (os.cpu_count() or 1) // threads)
-                self._compiled[key] = self.core.compile_model(self._graph(kind), "CPU", {
+                self._compiled[key] = (self.core.compile_model(graph, "CPU", {
                     "INFERENCE_PRECISION_HINT": {"bf16": "bf16", "fp32": "f32"}[self.precision],
-                    "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads})
-                self._pools[key] = queue.SimpleQueue()
-            return key
+                    "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads}), queue.SimpleQueue())
+                static = [k for k in self._compiled if k[2] is not None]
+                for old in static[:max(0, len(static) - self.SIZES_KEPT)]:
+                    del self._compiled[old]  # requests in use keep their model alive
+            self._compiled[key] = self._compiled.pop(key)  # most recently used last
+            return self._compiled[key]
 
     def infer(self, kind: str, x: np.ndarray) -> np.ndarray:
         """One input array (padded to the multiple) -> a copy of the output, on a request no other thread uses."""
-        key = self.compile(kind)
-        pool = self._pools[key]
+        compiled, pool = self.compile(kind, tuple(x.shape))
         try:
             req = pool.get_nowait()
         except queue.Empty:
-            req = self._compiled[key].create_infer_request()
+            req = compiled.create_infer_request()
         try:
             req.infer({0: x}, share_inputs=True)
             return req.get_output_tensor(0).data.copy()

@@ -175,6 +175,25 @@ def test_openvino_is_safe_from_two_threads(styles_env):
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
+def test_openvino_compiles_per_size_and_keeps_the_latest(styles_env, monkeypatch):
+    """Each frame size gets a static-shape compile (faster than dynamic H/W); only the last SIZES_KEPT stay, and
+    a size compiled again gives the same frame."""
+    from collections import OrderedDict
+
+    monkeypatch.setattr(engine.OpenVINONet, "SIZES_KEPT", 2)
+    monkeypatch.setattr(engine.OpenVINONet, "_cache", OrderedDict())  # a net of its own, no sizes compiled yet
+    s = stylecam.load("tfast", backend="openvino")
+    frames = {hw: _frame(*hw, seed=1) for hw in [(64, 80), (96, 128), (120, 72)]}
+    first = {hw: s(f) for hw, f in frames.items()}
+
+    def sizes():
+        return [k[2][1:3] for k in s.ov._compiled if k[2] is not None]
+
+    assert sizes() == [(96, 128), (120, 72)]
+    assert np.array_equal(s(frames[(64, 80)]), first[(64, 80)])
+    assert sizes() == [(120, 72), (64, 80)]
+
+
 def test_openvino_takes_readonly_and_strided_frames(styles_env):
     f = _frame(64, 80)
     view = f[:, ::-1]  # a mirrored camera frame: negative strides
