@@ -45,10 +45,12 @@ from . import flow as fl
 from .errors import StylecamError
 
 DEFAULT_STRENGTH = 0.95  # measured on the bench clips; see docs/flicker.txt
-FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on live: ~8 ms of DIS medium on one core
+FLOW_AREA = 320 * 240  # pixels of the grey copy the flow runs on live (half size at 640x480)
 OFFLINE_FLOW_AREA = 640 * 480  # convert and the flicker metric: steadier on large frames, 4x the flow time
-FLOW_METHOD = "dis_live"  # live: DIS medium, lightened (flow.DIS_PRESETS); at equal cost dis_fast/ultrafast on a
-OFFLINE_FLOW_METHOD = "dis_medium"  # larger copy were no better (measured). Offline: medium itself.
+# Live: DIS medium lightened (flow.DIS_PRESETS; at equal cost dis_fast/ultrafast on a larger copy were no
+# better, measured). Offline: medium itself.
+FLOW_METHOD = "dis_live"
+OFFLINE_FLOW_METHOD = "dis_medium"
 # Photometric check on the 0..255 grey input: below LO the warped previous input matches (full weight), above
 # HI it does not (no weight, fresh stylization): clears sensor noise, catches flow errors that would ghost.
 PHOTO_LO = 6.0
