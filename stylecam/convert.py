@@ -128,10 +128,9 @@ def painted(items: Iterable[T], rgb: Callable[[T], np.ndarray], stylizer: FrameF
     if not stability:
         yield from run_ordered(items, lambda item: stylizer(rgb(item)), workers=workers)
         return
-    from .stabilize import OFFLINE_FLOW_AREA, OFFLINE_FLOW_METHOD, Stabilizer
+    from .stabilize import Stabilizer
 
-    # no frame budget here: the finer flow
-    stab = Stabilizer(stability, flow_area=OFFLINE_FLOW_AREA, method=OFFLINE_FLOW_METHOD)
+    stab = Stabilizer.offline(stability)
 
     def stylize(pair):
         previous, item = pair

@@ -22,7 +22,7 @@ from . import flow as fl
 from .capture import read_frames  # noqa: F401  (flicker.read_frames: the clips the metric reads)
 from .errors import StylecamError
 from .pipeline import run_ordered, with_previous
-from .stabilize import OFFLINE_FLOW_AREA, OFFLINE_FLOW_METHOD, Stabilizer, strength_or_default
+from .stabilize import Stabilizer, strength_or_default
 
 DEFAULT_FLOW = "dis_medium"
 MIN_VALID_FRACTION = 0.05  # a pair with fewer reliable pixels than this says nothing about flicker
@@ -168,8 +168,7 @@ def measure_clip(clip: str | Path, style: str, stability: Optional[float] = None
 
     strength = strength_or_default(stability)
     stylizer = engine.load(style, device=device, precision=precision, scale=scale)
-    stabilizer = (Stabilizer(strength) if live else
-                  Stabilizer(strength, flow_area=OFFLINE_FLOW_AREA, method=OFFLINE_FLOW_METHOD))
+    stabilizer = Stabilizer(strength) if live else Stabilizer.offline(strength)
     meter = FlickerMeter(method=method)
     t_style = t_stab = 0.0
     n = 0

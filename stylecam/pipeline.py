@@ -216,8 +216,9 @@ def worker_threads(requested: Optional[int], device: str) -> Iterator[int]:
     workers = workers_for(requested, device)
     before = torch.get_num_threads(), cv2.getNumThreads()
     if device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        cv2.setNumThreads(max(1, (os.cpu_count() or 1) // workers))
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        cv2.setNumThreads(share)
     try:
         yield workers
     finally:

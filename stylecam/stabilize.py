@@ -105,6 +105,11 @@ class Stabilizer:
         self.cuts = 0  # scene cuts seen (state resets), for reports
         self.reset()
 
+    @classmethod
+    def offline(cls, strength: float) -> "Stabilizer":
+        """The stabilizer for files (``convert``, the flicker metric): no frame budget, so the finer flow."""
+        return cls(strength, flow_area=OFFLINE_FLOW_AREA, method=OFFLINE_FLOW_METHOD)
+
     def reset(self) -> None:
         self._prev_small: Optional[np.ndarray] = None  # for __call__
         self._prev_out: Optional[np.ndarray] = None
