@@ -311,8 +311,9 @@ class PerFrame(Stages):
 
 class LiveStages(Stages):
     """Live mode's stages and the controls the UI sets (``select``/``step``, ``strength``,
-    ``preserve_colors``). A style is loaded when first chosen; one that fails to load is reported in
-    ``message`` and the previous style stays."""
+    ``preserve_colors``). A style is loaded when first chosen, in a background thread: loading converts and
+    compiles the net (a second or more), and frames keep the current style meanwhile instead of the view
+    freezing. One that fails to load is reported in ``message`` and the current style stays."""
 
     def __init__(self, styles: Sequence[str], current: str, load: Callable[[str], Callable],
                  strength: float = 1.0, preserve_colors: bool = False, scale: float = 1.0, auto=None,
@@ -327,8 +328,11 @@ class LiveStages(Stages):
         self.fixed_scale = float(scale)
         self.stabilizer = stabilizer
         self.fade_seconds = fade_seconds
-        self.message = ""  # last problem (a style that failed to load), shown in the window
+        self.message = ""  # a style loading, or the last problem (a style that failed to load): shown in the window
         self._want = self.index
+        self._loader: Optional[threading.Thread] = None
+        self._loading = False
+        self._load_lock = threading.Lock()
         # finish's state (frame order only)
         self._style: Optional[str] = None
         self._last: Optional[np.ndarray] = None
@@ -346,21 +350,51 @@ class LiveStages(Stages):
     def select(self, i: int) -> None:
         if 0 <= i < len(self.styles):
             self._want = i
+            self._load_wanted()
 
     def step(self, delta: int) -> None:
         self._want = (self._want + delta) % len(self.styles)
+        self._load_wanted()
+
+    def wait_loaded(self, timeout: float = 30.0) -> None:
+        """Until no style is loading (or ``timeout`` seconds)."""
+        end = time.monotonic() + timeout
+        while self._loading and time.monotonic() < end:
+            loader = self._loader
+            if loader is not None:
+                loader.join(max(0.0, end - time.monotonic()))
+
+    def _load_wanted(self) -> None:
+        """Start loading the chosen style unless it is loaded or a load is running (that one starts the next
+        when it ends: the user may press keys faster than styles load)."""
+        with self._load_lock:
+            name = self.styles[self._want]
+            if name in self._cache or self._loading:
+                return
+            self._loading = True
+            self.message = f"loading {name}..."
+            self._loader = threading.Thread(target=self._load_in_background, args=(name,), name="stylecam-load",
+                                            daemon=True)
+            self._loader.start()
+
+    def _load_in_background(self, name: str) -> None:
+        try:
+            self._cache[name] = self._load(name)
+            self.message = ""
+        except Exception as e:  # shown, never fatal: live goes on with the current style
+            self.message = str(e) if isinstance(e, StylecamError) else f"cannot load style {name}: {e}"
+            if self.styles[self._want] == name:
+                self._want = self.index
+        finally:
+            with self._load_lock:
+                self._loading = False
+        self._load_wanted()  # a style chosen while this one loaded
 
     def options(self) -> FrameOptions:
-        """The settings the next frame gets (loads a newly chosen style first)."""
+        """The settings the next frame gets: the chosen style once it is loaded."""
         want = self._want
-        if want != self.index:
-            name = self.styles[want]
-            try:
-                if name not in self._cache:
-                    self._cache[name] = self._load(name)
-                self.index = want
-            except StylecamError as e:
-                self.message, self._want = str(e), self.index
+        if want != self.index and self.styles[want] in self._cache:
+            self.index = want
         return FrameOptions(self.styles[self.index], self.strength, self.preserve_colors, self.scale)
 
     def admit(self, frame: CapturedFrame) -> CapturedFrame:

@@ -406,11 +406,50 @@ def test_style_switch_cross_fades_in_media_time_and_a_bad_style_is_reported_not_
     st = LiveStages(["a", "b", "broken"], "a", load)
     assert through(st, frame(0, 0.0))[0, 0, 0] == 0
     st.step(1)
+    st.wait_loaded()
     assert through(st, frame(1, 1.0))[0, 0, 0] == 0  # the fade starts at the last frame of the old style ...
     assert 80 < through(st, frame(2, 1.2))[0, 0, 0] < 120  # ... is half-way after 0.2 of its 0.4 s ...
     assert through(st, frame(3, 1.4))[0, 0, 0] == 200  # ... and done
     st.select(2)
+    st.wait_loaded()
     assert through(st, frame(4, 1.5))[0, 0, 0] == 200 and "corrupt" in st.message  # stays on the working style
+
+
+def test_a_style_loads_in_the_background_while_frames_keep_the_current_one():
+    """Loading a style (ONNX conversion, compile) takes a second or more: the view must not freeze for it, keys
+    pressed meanwhile count, and a load that fails (even with an unexpected error) is shown, not fatal."""
+    release = {name: threading.Event() for name in ("b", "c", "d")}
+    loaded = []
+
+    def load(name):
+        if name != "a":
+            assert release[name].wait(10)
+        loaded.append(name)
+        if name == "d":
+            raise RuntimeError("out of memory")
+        return FakeStylizer({"a": 0, "b": 100, "c": 200}[name])
+
+    st = LiveStages(["a", "b", "c", "d"], "a", load, fade_seconds=0)
+    st.step(1)  # b starts loading
+    assert "loading b" in st.message
+    assert through(st, frame(0))[0, 0, 0] == 0  # painted at once, with a
+    st.step(1)  # the user goes on to c while b loads
+    assert through(st, frame(1))[0, 0, 0] == 0
+    release["b"].set()  # b's load ends, then c's starts (c is what is wanted now)
+    for _ in range(200):
+        if "loading c" in st.message:
+            break
+        time.sleep(0.01)
+    assert through(st, frame(2))[0, 0, 0] == 0  # b is loaded but no longer wanted; c is not there yet
+    release["c"].set()
+    st.wait_loaded()
+    assert through(st, frame(3))[0, 0, 0] == 200 and st.message == ""
+    assert loaded == ["a", "b", "c"]
+    st.step(1)
+    release["d"].set()
+    st.wait_loaded()
+    assert through(st, frame(4))[0, 0, 0] == 200  # stays on c
+    assert st.message == "cannot load style d: out of memory" and st.styles[st.index] == "c"
 
 
 def test_per_frame_options_travel_with_the_frame_not_on_the_stylizer():
@@ -467,6 +506,7 @@ def test_two_workers_reset_the_stabilizer_exactly_at_the_first_frame_of_a_new_st
         for i in range(6):
             if i == 3:
                 st.step(1)  # the user presses n between frames 2 and 3 being taken
+                st.wait_loaded()
             yield frame(i)
 
     out = list(OrderedRunner(frames(), st.stylize, st.finish, workers=2, admit=st.admit).start())
