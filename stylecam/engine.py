@@ -5,7 +5,7 @@ chosen once: CUDA (TorchScript, fp16 with instance-norm statistics in fp32), the
 Precision: bf16 where the CPU computes it natively and it measured faster (``cpu_bf16_pays``), else fp32.
 
 On the CPU the default backend is OpenVINO (``backend="auto"``/``"openvino"``, ``$STYLECAM_BACKEND``): the net
-goes through the same ONNX graph ``stylecam export`` writes, is compiled once with dynamic height/width, and
+goes through the same ONNX graph ``stylecam export`` writes, is compiled for each frame size it meets, and
 takes uint8 frames in and out (layout, clamp and rounding run inside the graph); see ``OpenVINONet``. A net
 whose exact PyTorch rewrite measured faster than OpenVINO says so (``cpu_backend = "torch"``: the classic net's
 Winograd rewrite, ``models.optimize``). ``backend="torch"`` runs that rewrite (fp32) or a bf16 channels-last
@@ -38,6 +38,19 @@ import torch.nn.functional as F  # noqa: E402
 from . import weights as weights_io
 from .errors import StylecamError
 from .weights import StyleInfo
+
+
+def import_openvino():
+    """``import openvino`` without its usage telemetry. Importing OpenVINO sends an event to Google Analytics
+    (package ``openvino_telemetry``, on unless the user opted out with its ``opt_in_out`` tool) from a helper
+    process it forks while our threads run. A camera app must not report home unasked, and forking a threaded
+    process is unsafe. With ``openvino_telemetry`` unimportable, OpenVINO takes its own no-op stub."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
+
 
 MIN_SIDE = 32  # below this the nets' own reflection pads run out of pixels
 _SAID: set = set()  # fallback notices already printed
@@ -230,9 +243,9 @@ class OpenVINONet:
         return net
 
     def __init__(self, model: nn.Module, precision: str):
-        import openvino as ov
-
         from .export import depth_first_shuffles, onnx_bytes
+
+        ov = import_openvino()
 
         self.ov, self.precision = ov, precision
         self.core = ov.Core()

@@ -194,6 +194,29 @@ def test_openvino_compiles_per_size_and_keeps_the_latest(styles_env, monkeypatch
     assert sizes() == [(120, 72), (64, 80)]
 
 
+@pytest.mark.parametrize("how", ["stylecam", "plain import"])
+def test_openvino_runs_without_its_usage_telemetry(styles_env, tmp_path, how):
+    """Importing OpenVINO sends a usage event to Google Analytics from a forked helper process, and keeps its
+    counters in ~/intel, unless the user opted out. A style running on OpenVINO through stylecam leaves no such
+    trace in a fresh HOME; a plain ``import openvino`` there does (the control: the check can see it)."""
+    import os
+    import subprocess
+    import sys
+
+    code = {"stylecam": "import numpy as np, stylecam; s = stylecam.load('tfast', backend='openvino'); "
+                        "s(np.zeros((32, 32, 3), np.uint8)); import sys; print(sys.modules['openvino_telemetry'])",
+            "plain import": "import openvino, sys; print(sys.modules['openvino_telemetry'])"}[how]
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}  # its CI opt-out
+    env.update(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    traces = sorted(p.name for p in (tmp_path / "intel").glob("*"))
+    if how == "stylecam":
+        assert out.stdout.strip() == "None" and traces == []
+    else:
+        assert "openvino_telemetry" in out.stdout and traces  # e.g. openvino_ga_cid, stats
+
+
 def test_openvino_takes_readonly_and_strided_frames(styles_env):
     f = _frame(64, 80)
     view = f[:, ::-1]  # a mirrored camera frame: negative strides
