@@ -49,6 +49,10 @@ def import_openvino():
         sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
     import openvino
 
+    # The bindings' first numpy dtype conversion (every infer makes one) initializes a C++ static whose
+    # initializer releases and retakes the GIL: two threads making it at once deadlock (the live workers' first
+    # frames hung about one run in twenty under load). Made here, in one thread, before any worker runs.
+    openvino.Type.u8.to_dtype()
     return openvino
 
 
