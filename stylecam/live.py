@@ -25,28 +25,31 @@ from .sinks import RecordSink, Sink, VirtualCamSink
 # Policies: automatic scale, worker count, stabilizer (the stages themselves: pipeline.LiveStages)
 # ---------------------------------------------------------------------------------------------------------
 class ScaleController:
-    """``--scale auto``: keeps a frame's cost (net, stabilizer, cross-fade) within the frame budget of
+    """``--scale auto``: keeps a frame's cost (net, stabilizer, cross-fade) within the frame time of
     ``target_fps``.
 
     The net's cost grows with the pixel count, i.e. with scale squared, so the next scale is
     ``scale*sqrt(budget/cost)`` from a smoothed cost; the stabilizer works at full size, so where it is a large
-    share the first step falls short and the next ones finish the drop. It drops at once when over budget
-    (the machine got slower) and rises half-way and only with 10 % headroom (no oscillation). Scales are
-    quantized to ``step`` so the net sees few sizes.
+    share the first step falls short and the next ones finish the drop. Hysteresis: a scale is kept while its
+    cost fits the frame time (``keep``; the picture is only made softer when frames would be lost), a drop
+    lands within ``headroom`` of it, and a rise needs that headroom at the new scale and goes half-way (no
+    oscillation). Scales are quantized to ``step`` so the net sees few sizes.
     It starts at full detail: with OpenVINO a 640x480 frame fits the budget here, and a slower machine drops
     to its scale after the first ``every`` frames.
     """
 
     def __init__(self, target_fps: float = 30.0, lo: float = 0.25, hi: float = 1.0, start: float = 1.0,
-                 step: float = 0.05, every: int = 5, headroom: float = 0.85):
-        self.budget = headroom / target_fps
+                 step: float = 0.05, every: int = 5, headroom: float = 0.85, keep: float = 1.0):
+        self.budget = headroom / target_fps  # what a new scale aims for
+        self.limit = keep / target_fps  # above this smoothed cost the current scale loses frames: drop
         self.lo, self.hi, self.step, self.every = lo, hi, step, every
         self.scale = self._quantize(start)
         self._ema: Optional[float] = None
         self._n = 0
 
-    def _quantize(self, s: float) -> float:
-        return round(min(self.hi, max(self.lo, round(s / self.step) * self.step)), 4)
+    def _quantize(self, s: float, down: bool = False) -> float:
+        q = math.floor(s / self.step + 1e-6) if down else round(s / self.step)
+        return round(min(self.hi, max(self.lo, q * self.step)), 4)
 
     def update(self, seconds: float) -> float:
         """Feed one measured stylize time; returns the scale to use next."""
@@ -55,8 +58,8 @@ class ScaleController:
         if self._n < self.every:
             return self.scale
         ideal = self.scale * math.sqrt(self.budget / max(self._ema, 1e-6))
-        if ideal < self.scale:
-            new = self._quantize(min(ideal, self.scale - self.step))
+        if self._ema > self.limit:
+            new = self._quantize(min(ideal, self.scale - self.step), down=True)
         elif ideal > self.scale * 1.1:
             new = self._quantize(self.scale + max(self.step, (ideal - self.scale) / 2))
         else:

@@ -53,20 +53,33 @@ def _xlib():
     x.XNextEvent.argtypes = [vp, vp]
     x.XLookupString.argtypes = [vp, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ul), vp]
     x.XFree.argtypes = [vp]
+    x.XUnmapWindow.argtypes = x.XMapWindow.argtypes = [vp, ul]
+    x.XInternAtom.restype, x.XInternAtom.argtypes = ul, [vp, ctypes.c_char_p, ctypes.c_int]
+    x.XGetSelectionOwner.restype, x.XGetSelectionOwner.argtypes = ul, [vp, ul]
+    x.XGetWindowProperty.argtypes = [vp, ul, ul, ctypes.c_long, ctypes.c_long, ctypes.c_int, ul, ctypes.POINTER(ul),
+                                     ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ul), ctypes.POINTER(ul),
+                                     ctypes.POINTER(ctypes.c_void_p)]
     return x
+
+
+_held: List[int] = []  # check_display's connection, kept open for X11Events
 
 
 def check_display() -> None:
     """Fail with one line when no window can be opened: without a display Qt aborts the whole process
-    (exit 134) before OpenCV can raise anything we could catch."""
+    (exit 134) before OpenCV can raise anything we could catch. The probe's connection stays open (it becomes
+    ``X11Events``' own): an X server left with no client resets, and a bare one (Xvfb, a kiosk's ``xinit``) that
+    our closing probe emptied refused Qt's connection a moment later, which aborted the run."""
     if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb":
         return
     x = _xlib()
     display = os.environ.get("DISPLAY")
     if display and x is not None:
+        if _held:
+            return
         d = x.XOpenDisplay(None)
         if d:
-            x.XCloseDisplay(d)
+            _held.append(d)
             return
     elif display:  # no libX11 to ask; let Qt try
         return
@@ -90,10 +103,12 @@ class X11Events:
     def __init__(self, title: str):
         self.title = title.encode()
         self.x = _xlib() if os.environ.get("DISPLAY") else None
-        self.d = self.x.XOpenDisplay(None) if self.x is not None else None
+        self.d = (_held.pop() if _held else self.x.XOpenDisplay(None)) if self.x is not None else None
         self.windows: List[int] = []
         self.destroyed = False
         self._tries = 0
+        self._t_attach = 0.0
+        self._remapped = False
 
     @property
     def active(self) -> bool:
@@ -121,13 +136,55 @@ class X11Events:
     def attach(self) -> bool:
         """Find the window once it exists (call after it was shown); gives up after a few hundred tries."""
         if self.d is None or self.windows or self._tries > 300:
+            self._remap_once()
             return bool(self.windows)
         self._tries += 1
         self.windows = self._find(self.x.XDefaultRootWindow(self.d))
         for w in self.windows:
             self.x.XSelectInput(self.d, w, self.MASK)
         self.x.XFlush(self.d)
+        self._t_attach = time.monotonic()
+        self._remap_once()
         return bool(self.windows)
+
+    def _remap_once(self) -> None:
+        """Without a window manager, map the window afresh once, a moment after its first frame. On a bare X
+        server (Xvfb, a kiosk's ``xinit``) Qt painted nothing in a few starts in a hundred (more under load):
+        frames kept coming and the window stayed black; more Expose events did not help, a new map showed the
+        frames at once. A window manager maps the window itself (and may re-place a remapped one), so this
+        only runs where there is none."""
+        if not self.windows or self._remapped or time.monotonic() - self._t_attach < 1.0:
+            return
+        self._remapped = True
+        if self._window_manager():
+            return
+        for w in self.windows:
+            self.x.XUnmapWindow(self.d, w)
+            self.x.XMapWindow(self.d, w)
+        self.x.XFlush(self.d)
+
+    def _window_manager(self) -> bool:
+        """A reparenting manager framed the window; an ICCCM one owns WM_S0; an EWMH one names itself on the root."""
+        x, d = self.x, self.d
+        root, parent = ctypes.c_ulong(), ctypes.c_ulong()
+        children, n_children = ctypes.POINTER(ctypes.c_ulong)(), ctypes.c_uint()
+        for w in self.windows:
+            if x.XQueryTree(d, w, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(children),
+                            ctypes.byref(n_children)):
+                if children:
+                    x.XFree(children)
+                if parent.value != root.value:
+                    return True
+        if x.XGetSelectionOwner(d, x.XInternAtom(d, b"WM_S0", 0)):
+            return True
+        kind, fmt, n, after = ctypes.c_ulong(), ctypes.c_int(), ctypes.c_ulong(), ctypes.c_ulong()
+        data = ctypes.c_void_p()
+        x.XGetWindowProperty(d, x.XDefaultRootWindow(d), x.XInternAtom(d, b"_NET_SUPPORTING_WM_CHECK", 0), 0, 1, 0,
+                             0, ctypes.byref(kind), ctypes.byref(fmt), ctypes.byref(n), ctypes.byref(after),
+                             ctypes.byref(data))
+        if data.value:
+            x.XFree(data)
+        return n.value > 0
 
     def keys(self) -> List[str]:
         """Every key typed since the last call, as characters (Esc is ``"\\x1b"``), in order."""

@@ -363,7 +363,7 @@ def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
     k = 0.12  # the machine got 6x slower
     for _ in range(200):
         ctl.update(k * ctl.scale**2)
-    assert k * ctl.scale**2 <= ctl.budget  # within budget ...
+    assert k * ctl.scale**2 <= ctl.limit  # it keeps up ...
     assert k * (ctl.scale + 0.1) ** 2 > ctl.budget  # ... and not needlessly small
     for _ in range(200):
         ctl.update(10.0 * ctl.scale**2)  # hopelessly slow: bounded below
@@ -374,6 +374,21 @@ def test_auto_scale_holds_the_target_and_adapts_when_the_machine_slows():
     for _ in range(200):
         ctl.update(cost(ctl.scale))
     assert cost(ctl.scale) <= ctl.budget < cost(ctl.scale + 0.1)
+
+
+def test_auto_scale_keeps_full_detail_while_it_keeps_up_and_does_not_oscillate():
+    """Hysteresis: full detail stays while a frame fits the frame time, even without the headroom a rise needs;
+    once a frame does not fit, the drop lands within the headroom and stays there."""
+    ctl = ScaleController(target_fps=30)
+    for _ in range(200):
+        ctl.update(0.031 * ctl.scale**2)  # 93% of a 30 fps frame time at full detail
+    assert ctl.scale == 1.0
+    ctl = ScaleController(target_fps=30)
+    scales = set()
+    for i in range(400):
+        scales.add(ctl.update(0.036 * ctl.scale**2))  # 108%: frames would be lost
+    assert ctl.scale < 1.0 and 0.036 * ctl.scale**2 <= ctl.budget
+    assert len(scales) == 2  # one drop, then steady
 
 
 class FakeStylizer:
@@ -723,8 +738,10 @@ def xvfb():
     if "NONE" in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
         pytest.skip("this OpenCV has no GUI backend")
     r, w = os.pipe()  # Xvfb picks a free display itself and says which: no race with other test runs
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,))
+    # -noreset: as a desktop's server, which always has clients; a bare Xvfb resets each time its last client
+    # (the tests' xdotool and import calls) leaves, refusing connections meanwhile
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp",
+                             "-noreset"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,))
     os.close(w)
     with os.fdopen(r) as f:
         n = f.readline().strip()
@@ -797,13 +814,15 @@ def test_window_shows_stylized_video_and_keys_work(xvfb, styles_env, data_dir, t
     p, win = start_window(xvfb, data_dir, tmp_path)
     err = Stderr(p)
     try:
+        seen = []
+
         def stylized():  # the window's pixels carry the test style's colour; the street does not
             shot = screenshot(xvfb, tmp_path / "shot.png")
             if shot is None:
                 return False
-            region = shot[100:260, 100:600].reshape(-1, 3).mean(0)
-            return np.abs(region - BIAS).max() < 25
-        assert wait_for(stylized, 120, 0.5), f"the window never showed stylized pixels: {p.poll()} {err.lines}"
+            seen[:] = [shot[100:260, 100:600].reshape(-1, 3).mean(0).round()]
+            return np.abs(seen[0] - BIAS).max() < 25
+        assert wait_for(stylized, 120, 0.5), f"the window never showed stylized pixels: {seen} {p.poll()} {err.lines}"
         src = read_video(clip(data_dir))[0][0][100:260, 100:600].reshape(-1, 3).mean(0)
         assert np.abs(src - BIAS).max() > 50  # (the check above would fail on the raw frame)
 
@@ -847,6 +866,31 @@ def desktop(request, xvfb, tmp_path_factory):
         wm.wait(timeout=10)
     else:
         yield xvfb
+
+
+REMAP_PROBE = """
+import time, numpy as np
+from stylecam.ui import Window
+win = Window("stylecam", (160, 120))
+frame = np.full((120, 160, 3), (40, 80, 200), np.uint8)
+end = time.monotonic() + 20
+while not win.events._remapped and time.monotonic() < end:
+    win.show(frame)
+    win.keys()
+    time.sleep(0.02)
+print(win.events._remapped, win.events._window_manager(), win.is_closed())
+"""
+
+
+def test_the_window_is_mapped_afresh_only_where_no_window_manager_would_do_it(desktop, request):
+    """The remap that cures Qt's rare never-painted window (``X11Events._remap_once``) must not run under a window
+    manager, which would re-place the window."""
+    out = subprocess.run([sys.executable, "-c", REMAP_PROBE], env=dict(os.environ, DISPLAY=desktop),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    remapped, managed, closed = out.stdout.split()
+    assert remapped == "True" and closed == "False"  # the remap does not read as the window being closed
+    assert managed == str(request.node.callspec.params["desktop"] == "twm")
 
 
 @pytest.mark.parametrize("how", ["close button", "destroyed"])
