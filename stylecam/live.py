@@ -39,13 +39,14 @@ class ScaleController:
     """
 
     def __init__(self, target_fps: float = 30.0, lo: float = 0.25, hi: float = 1.0, start: float = 1.0,
-                 step: float = 0.05, every: int = 5, headroom: float = 0.85, keep: float = 1.0):
+                 step: float = 0.05, every: int = 5, headroom: float = 0.85, keep: float = 1.0, warmup: int = 2):
         self.budget = headroom / target_fps  # what a new scale aims for
         self.limit = keep / target_fps  # above this smoothed cost the current scale loses frames: drop
         self.lo, self.hi, self.step, self.every = lo, hi, step, every
         self.scale = self._quantize(start)
         self._ema: Optional[float] = None
         self._n = 0
+        self.warmup = self._skip = warmup
 
     def _quantize(self, s: float, down: bool = False) -> float:
         q = math.floor(s / self.step + 1e-6) if down else round(s / self.step)
@@ -53,6 +54,9 @@ class ScaleController:
 
     def update(self, seconds: float) -> float:
         """Feed one measured stylize time; returns the scale to use next."""
+        if self._skip:  # a new size's first frames compile the net for it (the other worker waits): not its cost
+            self._skip -= 1
+            return self.scale
         self._ema = seconds if self._ema is None else 0.7 * self._ema + 0.3 * seconds
         self._n += 1
         if self._n < self.every:
@@ -66,6 +70,7 @@ class ScaleController:
             new = self.scale
         if new != self.scale:
             self.scale, self._ema = new, None  # the old cost says nothing about the new size
+            self._skip = self.warmup
         self._n = 0
         return self.scale
 

@@ -380,6 +380,8 @@ def test_auto_scale_keeps_full_detail_while_it_keeps_up_and_does_not_oscillate()
     """Hysteresis: full detail stays while a frame fits the frame time, even without the headroom a rise needs;
     once a frame does not fit, the drop lands within the headroom and stays there."""
     ctl = ScaleController(target_fps=30)
+    ctl.update(0.3)  # the first frames at a size compile the net for it
+    ctl.update(0.3)
     for _ in range(200):
         ctl.update(0.031 * ctl.scale**2)  # 93% of a 30 fps frame time at full detail
     assert ctl.scale == 1.0
