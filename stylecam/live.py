@@ -33,7 +33,8 @@ class ScaleController:
     share the first step falls short and the next ones finish the drop. Hysteresis: a scale is kept while its
     cost fits the frame time (``keep``; the picture is only made softer when frames would be lost), a drop
     lands within ``headroom`` of it, and a rise needs that headroom at the new scale and goes half-way (no
-    oscillation). Scales are quantized to ``step`` so the net sees few sizes.
+    oscillation). Scales are quantized to ``step`` so the net sees few sizes, and the first ``warmup`` frames at
+    a size (the net compiles for it) are not counted.
     It starts at full detail: with OpenVINO a 640x480 frame fits the budget here, and a slower machine drops
     to its scale after the first ``every`` frames.
     """
