@@ -108,7 +108,7 @@ class X11Events:
         self.destroyed = False
         self._tries = 0
         self._t_attach = 0.0
-        self._remapped = False
+        self._remap_decided = False
 
     @property
     def active(self) -> bool:
@@ -122,16 +122,22 @@ class X11Events:
             if ctypes.string_at(prop.value, prop.nitems) == self.title:
                 found.append(w)
             x.XFree(prop.value)
+        tree = self._tree(w) if depth < 4 else None
+        for k in tree[2] if tree else []:
+            found += self._find(k, depth + 1)
+        return found
+
+    def _tree(self, w: int) -> Optional[tuple]:
+        """XQueryTree: (root, parent, children) of window ``w``, or None."""
         root, parent = ctypes.c_ulong(), ctypes.c_ulong()
         children, n = ctypes.POINTER(ctypes.c_ulong)(), ctypes.c_uint()
-        if depth < 4 and x.XQueryTree(self.d, w, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(children),
-                                      ctypes.byref(n)):
-            kids = [children[i] for i in range(n.value)]
-            if children:
-                x.XFree(children)
-            for k in kids:
-                found += self._find(k, depth + 1)
-        return found
+        if not self.x.XQueryTree(self.d, w, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(children),
+                                 ctypes.byref(n)):
+            return None
+        kids = [children[i] for i in range(n.value)]
+        if children:
+            self.x.XFree(children)
+        return root.value, parent.value, kids
 
     def attach(self) -> bool:
         """Find the window once it exists (call after it was shown); gives up after a few hundred tries."""
@@ -153,9 +159,9 @@ class X11Events:
         frames kept coming and the window stayed black; more Expose events did not help, a new map showed the
         frames at once. A window manager maps the window itself (and may re-place a remapped one), so this
         only runs where there is none."""
-        if not self.windows or self._remapped or time.monotonic() - self._t_attach < 1.0:
+        if not self.windows or self._remap_decided or time.monotonic() - self._t_attach < 1.0:
             return
-        self._remapped = True
+        self._remap_decided = True
         if self._window_manager():
             return
         for w in self.windows:
@@ -166,15 +172,10 @@ class X11Events:
     def _window_manager(self) -> bool:
         """A reparenting manager framed the window; an ICCCM one owns WM_S0; an EWMH one names itself on the root."""
         x, d = self.x, self.d
-        root, parent = ctypes.c_ulong(), ctypes.c_ulong()
-        children, n_children = ctypes.POINTER(ctypes.c_ulong)(), ctypes.c_uint()
         for w in self.windows:
-            if x.XQueryTree(d, w, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(children),
-                            ctypes.byref(n_children)):
-                if children:
-                    x.XFree(children)
-                if parent.value != root.value:
-                    return True
+            tree = self._tree(w)
+            if tree and tree[1] != tree[0]:
+                return True
         if x.XGetSelectionOwner(d, x.XInternAtom(d, b"WM_S0", 0)):
             return True
         kind, fmt, n, after = ctypes.c_ulong(), ctypes.c_int(), ctypes.c_ulong(), ctypes.c_ulong()

@@ -387,7 +387,7 @@ def test_auto_scale_keeps_full_detail_while_it_keeps_up_and_does_not_oscillate()
     assert ctl.scale == 1.0
     ctl = ScaleController(target_fps=30)
     scales = set()
-    for i in range(400):
+    for _ in range(400):
         scales.add(ctl.update(0.036 * ctl.scale**2))  # 108%: frames would be lost
     assert ctl.scale < 1.0 and 0.036 * ctl.scale**2 <= ctl.budget
     assert len(scales) == 2  # one drop, then steady
@@ -876,11 +876,11 @@ from stylecam.ui import Window
 win = Window("stylecam", (160, 120))
 frame = np.full((120, 160, 3), (40, 80, 200), np.uint8)
 end = time.monotonic() + 20
-while not win.events._remapped and time.monotonic() < end:
+while not win.events._remap_decided and time.monotonic() < end:
     win.show(frame)
     win.keys()
     time.sleep(0.02)
-print(win.events._remapped, win.events._window_manager(), win.is_closed())
+print(win.events._remap_decided, win.events._window_manager(), win.is_closed())
 """
 
 
@@ -890,8 +890,8 @@ def test_the_window_is_mapped_afresh_only_where_no_window_manager_would_do_it(de
     out = subprocess.run([sys.executable, "-c", REMAP_PROBE], env=dict(os.environ, DISPLAY=desktop),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    remapped, managed, closed = out.stdout.split()
-    assert remapped == "True" and closed == "False"  # the remap does not read as the window being closed
+    decided, managed, closed = out.stdout.split()
+    assert decided == "True" and closed == "False"  # the remap does not read as the window being closed
     assert managed == str(request.node.callspec.params["desktop"] == "twm")
 
 
