@@ -13,6 +13,7 @@ so the consumer always gets the freshest picture and nothing queues up behind a 
 * Video files are played at their native fps by default, like a camera (``realtime=True``): a slow consumer
   sees frames dropped, exactly as live. With ``realtime=False`` the file is read as fast as the consumer takes
   frames and none is dropped (the benchmark's and offline recording's mode): the slowest stage sets the rate.
+  The next frame is read ahead but handed over (and its latency clock started) when a consumer asks for it.
   At the end of a file the source stops, or rewinds with ``loop=True``.
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Mailbox(Generic[T]):
         self._cond = threading.Condition()
         self._item: Optional[T] = None
         self._full = False
+        self._getters = 0  # consumers blocked in get (wait_demand)
         self.closed = False
         self.dropped = 0
 
@@ -61,16 +63,22 @@ class Mailbox(Generic[T]):
             self._cond.notify_all()
             return True
 
-    def wait_empty(self, timeout: Optional[float] = None) -> bool:
-        """Block until the slot is free (True) or closed / timed out (False)."""
+    def wait_demand(self, timeout: Optional[float] = None) -> bool:
+        """Block until the slot is free and a consumer is waiting in ``get`` (True), or closed / timed out
+        (False): a lossless producer that hands over only on demand leaves no item waiting in the slot."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._full or self.closed, timeout)
-            return not self._full and not self.closed
+            self._cond.wait_for(lambda: (not self._full and self._getters > 0) or self.closed, timeout)
+            return not self._full and self._getters > 0 and not self.closed
 
     def get(self, timeout: Optional[float] = None) -> Optional[T]:
         """The item, or None on timeout or when closed and empty."""
         with self._cond:
-            self._cond.wait_for(lambda: self._full or self.closed, timeout)
+            self._getters += 1
+            self._cond.notify_all()  # a producer in wait_demand
+            try:
+                self._cond.wait_for(lambda: self._full or self.closed, timeout)
+            finally:
+                self._getters -= 1
             if not self._full:
                 return None
             item, self._item, self._full = self._item, None, False
@@ -350,9 +358,12 @@ class FrameSource:
         self.box.put(CapturedFrame(self.captured - 1, image, now, t_media))
 
     def _wait_for_consumer(self) -> bool:
-        """Lossless mode: read the next frame only once the last one was taken, so its latency is honest."""
+        """Lossless mode: hand the next frame (already read and converted) over only when the last one was
+        taken and a worker asks for the next. A frame stamped and left in the slot would wait there for a worker
+        to come free (half a worker's frame time, on average, when they are the bottleneck) and count that
+        queueing as latency, which a camera's newest-wins slot never builds up."""
         while not self._stop.is_set():
-            if self.box.wait_empty(timeout=0.1):
+            if self.box.wait_demand(timeout=0.1):
                 return True
             if self.box.closed:
                 return False
@@ -366,8 +377,6 @@ class FrameSource:
         pos = 0  # frame number within the current pass over a file
         pending = self._first
         while not self._stop.is_set():
-            if not self.realtime and not self._wait_for_consumer():
-                break
             if pending is None:
                 ok, raw = self._cap.read() if self._cap is not None else (False, None)
                 if not ok or raw is None:
@@ -382,6 +391,8 @@ class FrameSource:
                         break
                     continue
                 pending = self._convert(raw)
+            if not self.realtime and not self._wait_for_consumer():
+                break
             if pace:
                 delay = next_due - self.clock()
                 if delay > 0 and self._pause(delay):

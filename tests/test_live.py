@@ -98,6 +98,18 @@ def test_parse_source():
     assert parse_source("anim.GIF") == ("images", "anim.GIF")
 
 
+def test_mailbox_demand_waits_for_a_consumer_in_get():
+    box: Mailbox[int] = Mailbox()
+    assert not box.wait_demand(timeout=0.05)  # nobody asked yet
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(box.get(timeout=5)))
+    t.start()
+    assert box.wait_demand(timeout=5)
+    box.put(7)
+    t.join()
+    assert got == [7] and not box.wait_demand(timeout=0.05)
+
+
 def test_gif_image_and_folder_sources_deliver_through_the_same_protocol(data_dir):
     gif = data_dir / "clips" / "vidstab_ostrich.gif"
     frames = list(read_frames(gif))
@@ -224,6 +236,30 @@ def test_file_source_every_frame_without_pacing_then_stops(data_dir):
     stats = Pipeline(src, lambda x: x, [Collect()]).run()
     assert stats.shown == stats.captured == 250 and stats.dropped == 0
     assert src.status == "ended"
+
+
+def test_every_frame_source_hands_a_frame_over_only_when_a_worker_asks(data_dir):
+    """The frame read ahead is not stamped and left waiting while the worker is busy: its latency clock starts
+    when the worker takes it."""
+    busy, release, n = threading.Event(), threading.Event(), []
+
+    def slow(x):
+        n.append(1)
+        if len(n) == 1:
+            busy.set()
+            release.wait(10)
+        return x
+
+    src = FrameSource(clip(data_dir), realtime=False)
+    pipe = Pipeline(src, slow, [Collect()], max_frames=5, workers=1)
+    run = threading.Thread(target=pipe.run)
+    run.start()
+    assert busy.wait(10)
+    time.sleep(0.3)  # time for the source to read ahead
+    assert src.captured == 1  # frame 1 is read ahead, not handed over
+    release.set()
+    run.join(10)
+    assert src.captured >= 5 and src.dropped == 0
 
 
 def test_file_source_loops_with_continuous_media_time(data_dir):
