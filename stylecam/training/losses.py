@@ -5,6 +5,7 @@ Content: ||F(out) - F(photo)||^2 / ||F(photo)||^2. The ratios make the weights p
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Sequence
 
 import torch
@@ -25,17 +26,22 @@ def _rel_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class StyleLoss(nn.Module):
-    """Gram-matrix distance to fixed target Grams (one per loss-net layer)."""
+    """Gram-matrix distance to fixed target Grams (one per loss-net layer), averaged over the layers with
+    ``layer_weights`` (default: equal, as ``evaluate`` measures it)."""
 
-    def __init__(self, target_feats: Sequence[torch.Tensor]):
+    def __init__(self, target_feats: Sequence[torch.Tensor], layer_weights: Sequence[float] | None = None):
         super().__init__()
         for i, f in enumerate(target_feats):
             self.register_buffer(f"g{i}", gram(f.detach()))
         self.n = len(target_feats)
+        w = [1.0] * self.n if layer_weights is None else [float(v) for v in layer_weights]
+        if len(w) != self.n or min(w) < 0 or sum(w) <= 0:
+            raise ValueError(f"style_layer_weights must be {self.n} non-negative numbers, not all 0; got {w}")
+        self.register_buffer("w", torch.tensor(w) / sum(w))
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         losses = [_rel_sq(gram(f), getattr(self, f"g{i}").expand(f.shape[0], -1, -1)) for i, f in enumerate(feats)]
-        return torch.stack(losses).mean()
+        return (torch.stack(losses) * self.w).sum()
 
 
 class ContentLoss(nn.Module):
@@ -66,12 +72,14 @@ class PerceptualLoss(nn.Module):
     """
 
     def __init__(self, loss_net: nn.Module, style_image: torch.Tensor, content_weight: float = 1.0,
-                 style_weight: float = 10.0, tv_weight: float = 10.0, style_scales: Sequence[float] = (1.0,)):
+                 style_weight: float = 10.0, tv_weight: float = 10.0, style_scales: Sequence[float] = (1.0,),
+                 style_layer_weights: Sequence[float] | None = None):
         super().__init__()
         self.loss_net = loss_net
         self.scales = tuple(float(s) for s in style_scales)
         with torch.no_grad():
-            self.styles = nn.ModuleList(StyleLoss(loss_net(_scaled(style_image, s))[0]) for s in self.scales)
+            self.styles = nn.ModuleList(StyleLoss(loss_net(_scaled(style_image, s))[0], style_layer_weights)
+                                        for s in self.scales)
         self.content = ContentLoss()
         self.tv = TVLoss()
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
@@ -96,14 +104,46 @@ class ShiftConsistencyLoss(nn.Module):
 
     ``forward(net, photo, output)``: photo and output 0..255 (B,3,H,W); returns the mean squared difference
     on 0..1, away from a ``margin`` where padding differs. ``generator`` makes the shifts and noise repeatable.
+
+    ``warp="affine"``: instead of a whole-pixel shift, a random sub-pixel translation (up to ``max_shift`` px),
+    rotation (``rotate`` degrees) and zoom (``zoom``), applied to the photo and to the output by bilinear
+    resampling. A camera's motion between frames is mostly a fraction of a pixel, which whole-pixel shifts
+    never show the net.
     """
 
-    def __init__(self, max_shift: int = 3, noise: float = 4.0, margin: int = 8, multiple: int = 4):
+    def __init__(self, max_shift: int = 3, noise: float = 4.0, margin: int = 8, multiple: int = 4,
+                 warp: str = "shift", rotate: float = 1.0, zoom: float = 0.02):
         super().__init__()
+        if warp not in ("shift", "affine"):
+            raise ValueError(f"temporal_warp must be 'shift' or 'affine', got {warp!r}")
         self.max_shift, self.noise, self.margin, self.multiple = max_shift, noise, margin, multiple
+        self.warp, self.rotate, self.zoom = warp, rotate, zoom
+
+    def _affine(self, net: nn.Module, photo: torch.Tensor, output: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+        b, _, h, w = photo.shape
+        u = torch.rand(4, generator=generator) * 2 - 1
+        tx, ty = float(u[0]) * self.max_shift, float(u[1]) * self.max_shift
+        angle = math.radians(float(u[2]) * self.rotate)
+        z = 1.0 + float(u[3]) * self.zoom
+        # normalized coordinates (align_corners=False): one pixel is 2/w horizontally, 2/h vertically
+        c, s_ = math.cos(angle) / z, math.sin(angle) / z
+        theta = torch.tensor([[c, -s_ * h / w, 2 * tx / w], [s_ * w / h, c, 2 * ty / h]], dtype=torch.float32)
+        grid = F.affine_grid(theta[None].expand(b, 2, 3), [b, 3, h, w], align_corners=False).to(photo.device)
+        moved_in = F.grid_sample(photo.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if self.noise > 0:
+            noise = torch.randn(moved_in.shape, generator=generator).to(moved_in.device) * self.noise
+            moved_in = (moved_in + noise).clamp(0, 255)
+        moved = net(moved_in.to(photo.dtype))
+        target = F.grid_sample(output.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        m = self.margin + int(math.ceil(self.max_shift + self.zoom * max(h, w) + math.sin(abs(angle)) * max(h, w)))
+        d = (moved[..., m:h - m, m:w - m].float() - target[..., m:h - m, m:w - m]) / 255.0
+        return d.pow(2).mean()
 
     def forward(self, net: nn.Module, photo: torch.Tensor, output: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.warp == "affine":
+            return self._affine(net, photo, output, generator)
         s = self.max_shift
         h, w = photo.shape[-2:]
         ch, cw = (h - s) // self.multiple * self.multiple, (w - s) // self.multiple * self.multiple

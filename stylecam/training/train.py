@@ -51,13 +51,14 @@ LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [32, 64, 128], "n_res": 6, "n_do
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
     "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
-    "loss_pooling": None, "style_scales": [1.0],
+    "loss_pooling": None, "style_scales": [1.0], "style_layer_weights": None,
     "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
     "batch_size": 4, "steps": 800, "content_weight": 0.6, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
     "temporal_weight": 500.0, "temporal_shift": 3, "temporal_noise": 4.0,
+    "temporal_warp": "shift", "temporal_rotate": 1.0, "temporal_zoom": 0.02,
 }
 
 
@@ -282,9 +283,11 @@ class Run:
                                        cfg["loss_pooling"])
         self.loss_net = self.loss_net.to(self.device, memory_format=self.mem_format)
         self.criterion = PerceptualLoss(self.loss_net, style, cfg["content_weight"], cfg["style_weight"],
-                                        cfg["tv_weight"], cfg["style_scales"])
+                                        cfg["tv_weight"], cfg["style_scales"], cfg["style_layer_weights"])
         self.temporal = ShiftConsistencyLoss(cfg["temporal_shift"], cfg["temporal_noise"],
-                                             multiple=getattr(self.model, "size_multiple", 4))
+                                             multiple=getattr(self.model, "size_multiple", 4),
+                                             warp=cfg["temporal_warp"], rotate=cfg["temporal_rotate"],
+                                             zoom=cfg["temporal_zoom"])
         self.net = DistributedDataParallel(self.model) if self.distributed else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self.step = 0
@@ -329,10 +332,11 @@ class Run:
                                     f"{self.cfg[k]!r}")
         if self.main:
             changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers",
-                                   "loss_pooling", "style_scales", "crop_scale", "image_size", "style_size",
+                                   "loss_pooling", "style_scales", "style_layer_weights", "crop_scale", "image_size",
+                                   "style_size",
                                    "batch_size", "steps", "content_weight", "style_weight", "tv_weight", "lr",
                                    "lr_final", "seed", "loss_jitter", "temporal_weight", "temporal_shift",
-                                   "temporal_noise")
+                                   "temporal_noise", "temporal_warp", "temporal_rotate", "temporal_zoom")
                         if k in saved and saved[k] != self.cfg[k]]
             if changed:
                 warnings.warn(f"resuming with changed settings {', '.join(f'{k}: {saved[k]!r} -> {self.cfg[k]!r}' for k in changed)}; "
