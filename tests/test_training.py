@@ -581,7 +581,8 @@ def test_style_distance_sees_the_painting_at_the_photos_short_side(style):
     with torch.no_grad():
         for short in (40, 48):  # the painting itself, at the size measured: distance 0
             x = style_tensor(painting, short)
-            assert dist(x, net(x)[0]) == pytest.approx({"style": 0.0, "content": 0.0}, abs=1e-6)
+            d = dist(x, net(x)[0])  # style, content and the style per layer
+            assert d == pytest.approx({k: 0.0 for k in ("style", "content", *VGG16.layers)}, abs=1e-6)
         assert sorted(dist.targets) == [40, 48]
         photo = torch.rand(1, 3, 48, 64)
         feats = net(photo)[0]
@@ -609,6 +610,13 @@ def test_evaluate_reports_vgg16_distances_next_to_the_photo_and_gatys(tmp_path, 
     assert row["painting"] == "starry_night.jpg" and row["photo_content"] == 0.0 and "gatys_style" not in row
     same = (round(row["style"], 4), round(row["photo_style"], 4), round(row["hatch"], 4))
     assert same == (style_d, photo_style, hatch)
+    per_layer = [row[name] for name in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")]
+    assert sum(per_layer) / 4 == pytest.approx(row["style"]) and min(per_layer) > 0
+
+    assert evaluator.main(argv + ["--markdown", "--layers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| photo style | relu1_2 | relu2_2 | relu3_3 | relu4_3 |")
+    assert [float(c) for c in lines[2].split("|")[-5:-1]] == [round(v, 4) for v in per_layer]
 
 
 def test_hatch_scores_a_regular_stripe_in_flat_regions_above_random_texture_of_more_energy():

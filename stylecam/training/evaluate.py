@@ -80,9 +80,12 @@ class Distances:
 
     @torch.no_grad()
     def of_features(self, feats: Sequence[torch.Tensor], photo_feats: Sequence[torch.Tensor]) -> Dict[str, float]:
-        """The same from the image's VGG16 features (the painting's scale: their first layer's short side)."""
-        return {"style": float(self.style_target(min(feats[0].shape[-2:]))(feats)),
-                "content": float(self.content(feats[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))}
+        """The same from the image's VGG16 features (the painting's scale: their first layer's short side), and
+        the style distance per layer (``relu1_2`` ... ``relu4_3``), whose mean it is."""
+        layers = self.style_target(min(feats[0].shape[-2:])).per_layer(feats)
+        return {"style": float(layers.mean()),
+                "content": float(self.content(feats[CONTENT_LAYER], photo_feats[CONTENT_LAYER])),
+                **{name: float(v) for name, v in zip(VGG16.layers, layers)}}
 
 
 def hatch(photo: np.ndarray, out: np.ndarray) -> float | None:
@@ -179,8 +182,11 @@ COLUMNS = [("style", "style"), ("content", "content"), ("hatch", "hatch"), ("pho
            ("gatys_style", "Gatys style"), ("gatys_content", "Gatys content")]
 
 
-def table(results: Dict[str, Dict[str, object]], n_photos: int, size: Tuple[int, int], markdown: bool) -> str:
-    cols = [(k, title) for k, title in COLUMNS if any(k in r for r in results.values())]
+def table(results: Dict[str, Dict[str, object]], n_photos: int, size: Tuple[int, int], markdown: bool,
+          layers: bool = False) -> str:
+    """The results as a text or markdown table; ``layers`` adds the style distance per VGG16 layer."""
+    extra = [(name, name) for name in VGG16.layers] if layers else []
+    cols = [(k, title) for k, title in COLUMNS + extra if any(k in r for r in results.values())]
     gatys_n = max((int(r.get("gatys_photos", 0)) for r in results.values()), default=0)
     gatys = f"; Gatys: direct optimization, first {gatys_n} photos" if gatys_n else ""
     note = (f"VGG16 distances on {n_photos} held-out photos at {size[0]}x{size[1]} (photo: the unpainted photo, "
@@ -220,6 +226,9 @@ def main(argv=None) -> int:
                         f"trained net chases; {GATYS_STEPS} L-BFGS steps take minutes per photo on a CPU")
     p.add_argument("--gatys-steps", type=int, default=GATYS_STEPS)
     p.add_argument("--style-image", help="the painting, for weights that do not record theirs")
+    p.add_argument("--layers", action="store_true",
+                   help="also the style distance per VGG16 layer (the style column is their mean): which scale of "
+                        "the painting a net reproduces (--json always has them)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="a markdown table (for docs)")
     out.add_argument("--json", action="store_true")
@@ -236,7 +245,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(table(results, len(photos), args.size, args.markdown))
+        print(table(results, len(photos), args.size, args.markdown, args.layers))
     return 0
 
 

@@ -39,9 +39,13 @@ class StyleLoss(nn.Module):
             raise ValueError(f"style_layer_weights must be {self.n} non-negative numbers, not all 0; got {w}")
         self.register_buffer("w", torch.tensor(w) / sum(w))
 
+    def per_layer(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The distance at each layer (a 1-D tensor), before the layers are averaged."""
+        return torch.stack([_rel_sq(gram(f), getattr(self, f"g{i}").expand(f.shape[0], -1, -1))
+                            for i, f in enumerate(feats)])
+
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        losses = [_rel_sq(gram(f), getattr(self, f"g{i}").expand(f.shape[0], -1, -1)) for i, f in enumerate(feats)]
-        return (torch.stack(losses) * self.w).sum()
+        return (self.per_layer(feats) * self.w).sum()
 
 
 class ContentLoss(nn.Module):
