@@ -111,8 +111,9 @@ class ShiftConsistencyLoss(nn.Module):
 
     ``warp="affine"``: instead of a whole-pixel shift, a random sub-pixel translation (up to ``max_shift`` px),
     rotation (``rotate`` degrees) and zoom (``zoom``), applied to the photo and to the output by bilinear
-    resampling. A camera's motion between frames is mostly a fraction of a pixel, which whole-pixel shifts
-    never show the net.
+    resampling: a camera's motion between frames is mostly a fraction of a pixel, which whole-pixel shifts
+    never show the net. Measured on gogh's recipe it changed neither the look nor the flicker (within 3%,
+    docs/look.md), so recipes keep ``shift``.
     """
 
     def __init__(self, max_shift: int = 3, noise: float = 4.0, margin: int = 8, multiple: int = 4,
