@@ -6,7 +6,7 @@ Content: ||F(out) - F(photo)||^2 / ||F(photo)||^2. The ratios make the weights p
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -124,8 +124,32 @@ class ShiftConsistencyLoss(nn.Module):
         self.max_shift, self.noise, self.margin, self.multiple = max_shift, noise, margin, multiple
         self.warp, self.rotate, self.zoom = warp, rotate, zoom
 
-    def _affine(self, net: nn.Module, photo: torch.Tensor, output: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def forward(self, net: nn.Module, photo: torch.Tensor, output: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        pair = self._affine_pair if self.warp == "affine" else self._shift_pair
+        moved_in, target, m = pair(photo, output, generator)
+        if self.noise > 0:
+            noise = torch.randn(moved_in.shape, generator=generator).to(moved_in.device, moved_in.dtype) * self.noise
+            moved_in = (moved_in + noise).clamp(0, 255)
+        moved = net(moved_in)
+        h, w = target.shape[-2:]
+        d = (moved[..., m:h - m, m:w - m].float() - target[..., m:h - m, m:w - m].float()) / 255.0
+        return d.pow(2).mean()
+
+    def _shift_pair(self, photo: torch.Tensor, output: torch.Tensor,
+                    generator: torch.Generator | None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """The photo shifted by whole pixels (cropped to the net's size multiple), the same crop of the output,
+        and the margin to leave out."""
+        s = self.max_shift
+        h, w = photo.shape[-2:]
+        ch, cw = (h - s) // self.multiple * self.multiple, (w - s) // self.multiple * self.multiple
+        dy, dx = (int(v) for v in torch.randint(0, s + 1, (2,), generator=generator))
+        return photo[..., dy:dy + ch, dx:dx + cw], output[..., dy:dy + ch, dx:dx + cw], self.margin
+
+    def _affine_pair(self, photo: torch.Tensor, output: torch.Tensor,
+                     generator: torch.Generator | None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """The photo and the output under one random sub-pixel affine warp, and the margin to leave out (the
+        warp's largest displacement on top of the padding margin)."""
         b, _, h, w = photo.shape
         u = torch.rand(4, generator=generator) * 2 - 1
         tx, ty = float(u[0]) * self.max_shift, float(u[1]) * self.max_shift
@@ -135,30 +159,7 @@ class ShiftConsistencyLoss(nn.Module):
         c, s_ = math.cos(angle) / z, math.sin(angle) / z
         theta = torch.tensor([[c, -s_ * h / w, 2 * tx / w], [s_ * w / h, c, 2 * ty / h]], dtype=torch.float32)
         grid = F.affine_grid(theta[None].expand(b, 2, 3), [b, 3, h, w], align_corners=False).to(photo.device)
-        moved_in = F.grid_sample(photo.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if self.noise > 0:
-            noise = torch.randn(moved_in.shape, generator=generator).to(moved_in.device) * self.noise
-            moved_in = (moved_in + noise).clamp(0, 255)
-        moved = net(moved_in.to(photo.dtype))
-        target = F.grid_sample(output.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warp = lambda x: F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border",  # noqa: E731
+                                       align_corners=False)
         m = self.margin + int(math.ceil(self.max_shift + self.zoom * max(h, w) + math.sin(abs(angle)) * max(h, w)))
-        d = (moved[..., m:h - m, m:w - m].float() - target[..., m:h - m, m:w - m]) / 255.0
-        return d.pow(2).mean()
-
-    def forward(self, net: nn.Module, photo: torch.Tensor, output: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.warp == "affine":
-            return self._affine(net, photo, output, generator)
-        s = self.max_shift
-        h, w = photo.shape[-2:]
-        ch, cw = (h - s) // self.multiple * self.multiple, (w - s) // self.multiple * self.multiple
-        dy, dx = (int(v) for v in torch.randint(0, s + 1, (2,), generator=generator))
-        crop = photo[..., dy:dy + ch, dx:dx + cw]
-        if self.noise > 0:
-            noise = torch.randn(crop.shape, generator=generator).to(crop.device, crop.dtype) * self.noise
-            crop = (crop + noise).clamp(0, 255)
-        moved = net(crop)
-        target = output[..., dy:dy + ch, dx:dx + cw]
-        m = self.margin
-        d = (moved[..., m:ch - m, m:cw - m].float() - target[..., m:ch - m, m:cw - m].float()) / 255.0
-        return d.pow(2).mean()
+        return warp(photo).to(photo.dtype), warp(output), m
