@@ -21,6 +21,7 @@ from PIL import Image
 
 import stylecam
 from stylecam import models
+from stylecam.training import crops
 from stylecam.training import train as trainer
 from stylecam.training import evaluate as evaluator
 from stylecam.training import lossnets
@@ -617,6 +618,21 @@ def test_evaluate_reports_vgg16_distances_next_to_the_photo_and_gatys(tmp_path, 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("| photo style | relu1_2 | relu2_2 | relu3_3 | relu4_3 |")
     assert [float(c) for c in lines[2].split("|")[-5:-1]] == [round(v, 4) for v in per_layer]
+
+
+def test_crops_of_the_painting_are_nearer_the_whole_the_larger_they_are(style, capsys):
+    """The floor a training crop size sets: a small crop of the painting is far from the whole at relu4_3."""
+    assert crops.main([str(style), "--style-size", "96", "--sizes", "32", "64", "96", "500"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| crop | relu1_2 | relu2_2 | relu3_3 | relu4_3 | style |"
+    rows = {int(line.split("|")[1]): [float(c) for c in line.split("|")[2:-1]] for line in lines[2:5]}
+    assert sorted(rows) == [32, 64, 96] and not lines[5]  # 500 px is larger than the painting: left out
+    assert rows[32][3] > rows[64][3] > rows[96][3] > 0  # relu4_3
+    assert rows[96][4] == pytest.approx(sum(rows[96][:4]) / 4, abs=1e-3)
+
+    assert crops.main([str(style), "--style-size", "96", "--sizes", "500"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sizes" in err[0], err
 
 
 def test_hatch_scores_a_regular_stripe_in_flat_regions_above_random_texture_of_more_energy():

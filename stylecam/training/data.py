@@ -102,8 +102,8 @@ class PhotoCrops(torch.utils.data.Dataset):
         s = self.size
         w, h = im.size
         # Scale the short side to between scale[0] s and scale[1] s, then crop: varied stroke-to-object scales.
-        # (2, 2.8) with s = 192 crops patches of a webcam-sized frame: the net learns the pixel statistics it
-        # meets at 640x480, where flat areas are wider than in a whole photo squeezed to 192 px.
+        # (1, 1.4) with s = 384 crops patches of a webcam-sized frame (short side 384-538 px): the net learns the
+        # pixel statistics it meets at 640x480, where flat areas are wider than in a whole photo squeezed to s px.
         scale = s * rng.uniform(*self.scale) / min(w, h)
         im = im.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BICUBIC)
         w, h = im.size

@@ -52,8 +52,8 @@ DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
     "arch": "fast", "arch_config": None, "loss_net": "vgg16", "content_layer": None, "style_layers": None,
     "loss_pooling": None, "style_scales": [1.0], "style_layer_weights": None,
-    "image_size": 192, "crop_scale": [2.0, 2.8], "style_size": 384,
-    "batch_size": 4, "steps": 800, "content_weight": 0.6, "style_weight": 10.0, "tv_weight": 30.0,
+    "image_size": 384, "crop_scale": [1.0, 1.4], "style_size": 384,
+    "batch_size": 1, "steps": 800, "content_weight": 0.6, "style_weight": 10.0, "tv_weight": 30.0,
     "lr": 1e-3, "lr_final": 1e-4, "seed": 42, "precision": "auto", "channels_last": False, "workers": 1,
     "checkpoint_every": 100, "preview_every": 250, "holdout": 8, "run_dir": None, "resume": False, "force": False,
     "bias_init": "style-mean", "loss_jitter": True, "out_gain": 30.0,
@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VGG16's pooling in the loss network (default max, as trained; Gatys et al. used avg)")
     p.add_argument("--style-scales", type=float, nargs="+", metavar="S",
                    help="sizes at which the style term compares output and painting, e.g. 1 0.5 (default 1)")
-    p.add_argument("--image-size", type=int, help="random crop size (default 192)")
+    p.add_argument("--image-size", type=int,
+                   help="random crop size (default 384: a smaller crop of the painting itself is far from the whole "
+                        "at relu4_3, see python -m stylecam.training.crops)")
     p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int)
