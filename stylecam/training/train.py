@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-scales", type=float, nargs="+", metavar="S",
                    help="sizes at which the style term compares output and painting, e.g. 1 0.5 (default 1)")
     p.add_argument("--image-size", type=int,
-                   help="random crop size (default 384: a smaller crop of the painting itself is far from the whole "
-                        "at relu4_3, see python -m stylecam.training.crops)")
+                   help="random crop size, from photos scaled to crop_scale (default [1, 1.4]) times it (default 384: "
+                        "a smaller crop of the painting itself is far from the whole at relu4_3, see python -m "
+                        "stylecam.training.crops)")
     p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int)
