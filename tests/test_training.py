@@ -499,6 +499,17 @@ def test_affine_consistency_is_zero_for_an_equivariant_net_and_catches_a_phase_l
         ShiftConsistencyLoss(warp="flow")
 
 
+def test_resuming_with_a_changed_loss_setting_warns_and_names_it(tmp_path, photos, style):
+    """Every setting that shapes the loss curve is named when a resume changes it; where files go is not."""
+    args = tiny_args(style, photos, tmp_path / "a", tmp_path / "run", 1)
+    assert trainer.main(args) == 0
+    more = tiny_args(style, photos, tmp_path / "b", tmp_path / "run", 2, "--resume")
+    with pytest.warns(UserWarning, match=r"changed settings .*tv_weight.*temporal_weight") as record:
+        assert trainer.main(more + ["--tv-weight", "3", "--temporal-weight", "7"]) == 0
+    changed = [str(w.message) for w in record if "changed settings" in str(w.message)]
+    assert len(changed) == 1 and "steps: 1 -> 2" in changed[0] and "out: " not in changed[0]  # --out changed too
+
+
 def test_temporal_weight_trains_the_term_and_is_recorded(tmp_path, photos, style):
     args = tiny_args(style, photos, tmp_path / "steady", tmp_path / "run", 3, "--temporal-weight", "50")
     assert trainer.main(args) == 0

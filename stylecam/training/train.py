@@ -61,6 +61,13 @@ DEFAULTS: Dict[str, Any] = {
     "temporal_warp": "shift", "temporal_rotate": 1.0, "temporal_zoom": 0.02,
 }
 
+# Settings a resumed run may change without a warning: where files go, how the run is executed, the two checked
+# as errors (arch, arch_config), and three the warning has never covered (holdout, bias_init, out_gain). Every
+# other setting, including any added to DEFAULTS later, changes the loss curve, so resuming says so.
+NOT_ON_THE_CURVE = {"out", "name", "display_name", "arch", "arch_config", "precision", "channels_last", "workers",
+                    "checkpoint_every", "preview_every", "holdout", "run_dir", "resume", "force", "bias_init",
+                    "out_gain"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stylecam train", description="Train a style network from a painting.")
@@ -334,13 +341,7 @@ class Run:
                 raise StylecamError(f"cannot resume {self.ckpt_path}: it was trained with {k}={saved[k]!r}, not "
                                     f"{self.cfg[k]!r}")
         if self.main:
-            changed = [k for k in ("style_image", "dataset", "loss_net", "content_layer", "style_layers",
-                                   "loss_pooling", "style_scales", "style_layer_weights", "crop_scale", "image_size",
-                                   "style_size",
-                                   "batch_size", "steps", "content_weight", "style_weight", "tv_weight", "lr",
-                                   "lr_final", "seed", "loss_jitter", "temporal_weight", "temporal_shift",
-                                   "temporal_noise", "temporal_warp", "temporal_rotate", "temporal_zoom")
-                        if k in saved and saved[k] != self.cfg[k]]
+            changed = [k for k in DEFAULTS if k not in NOT_ON_THE_CURVE and k in saved and saved[k] != self.cfg[k]]
             if changed:
                 warnings.warn(f"resuming with changed settings {', '.join(f'{k}: {saved[k]!r} -> {self.cfg[k]!r}' for k in changed)}; "
                               f"the loss curve will differ from an uninterrupted run")
