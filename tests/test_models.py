@@ -47,3 +47,35 @@ def test_shuffle_out_config_is_recorded_and_checked():
         FastNet(n_down=2, out_shuffle=True)
     with pytest.raises(ValueError, match="up_blur"):
         FastNet(up_mode="nearest", up_blur=True)
+
+
+def _reach(net: FastNet, side: int = 320) -> int:
+    """How far (px) from the frame's centre an input pixel still moves the centre output pixel, through the convs
+    alone (instance norm's mean and variance would make every pixel reach everywhere)."""
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.InstanceNorm2d):
+                setattr(module, name, torch.nn.Identity())
+    x = torch.full((1, 3, side, side), 120.0, requires_grad=True)
+    q = side // 2
+    net(x)[0, :, q, q].sum().backward()
+    rows = (x.grad.abs().sum(dim=(0, 1, 3)) > 0).nonzero().flatten()
+    return int(max(q - rows.min(), rows.max() - q))
+
+
+def test_dilated_blocks_widen_the_reach_and_survive_a_save(tmp_path):
+    from stylecam import weights as weights_io
+
+    torch.manual_seed(0)
+    plain = FastNet(**SHUFFLE_OUT).eval()
+    dilated = FastNet(**SHUFFLE_OUT, dilations=[2, 4]).eval()
+    assert "dilations" not in plain.config and dilated.config["dilations"] == [2, 4]
+    info = weights_io.StyleInfo(name="dil", arch="fast")
+    loaded, _ = weights_io.load(weights_io.save(tmp_path / "dil.safetensors", dilated, info))
+    x = torch.rand(1, 3, 96, 128) * 255
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), dilated(x), atol=1e-3)
+    with pytest.raises(ValueError, match="dilations"):
+        FastNet(**SHUFFLE_OUT, dilations=[1, 2, 4])
+    # a 3x3 conv at 1/8 scale dilated by d reaches (d - 1) x 8 px further: two convs per block, (1 + 3) x 8 x 2
+    assert _reach(dilated) - _reach(plain) == 64

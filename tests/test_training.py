@@ -549,6 +549,17 @@ def test_zero_steps_fail_with_one_line_and_leave_nothing(tmp_path, photos, style
     assert not (tmp_path / "run").exists() and not list(tmp_path.rglob("*.safetensors"))
 
 
+def test_crop_scale_flag_sets_the_photo_scale_and_refuses_a_crop_larger_than_the_photo(tmp_path, photos, style, capsys):
+    args = tiny_args(style, photos, tmp_path / "w", tmp_path / "run", 1)
+    assert trainer.main(args + ["--crop-scale", "0.5", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "stylecam train: error: --crop-scale needs 1 <= LO <= HI (a crop cannot be larger than the photo), " \
+                  "got 0.5 2.0", err
+    assert not (tmp_path / "run").exists()
+    assert trainer.main(args + ["--crop-scale", "2", "2.8"]) == 0
+    assert stylecam.load(tmp_path / "w.safetensors").info.recipe["crop_scale"] == [2.0, 2.8]
+
+
 def test_holdout_keeps_most_photos_for_training_and_says_so(tmp_path, data_dir, style, capsys):
     assert [holdout_count(n, 8) for n in (992, 40, 8, 6, 4, 1)] == [8, 8, 1, 1, 0, 0]
     eight = tmp_path / "eight"

@@ -14,6 +14,8 @@ with a full-size last stage (interleaved, docs/look.md).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,10 +30,10 @@ def _norm(c: int) -> nn.InstanceNorm2d:
 class SepConv(nn.Module):
     """Reflection-padded depthwise kxk conv followed by a pointwise 1x1 conv."""
 
-    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1):
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1):
         super().__init__()
-        self.pad = nn.ReflectionPad2d(k // 2)
-        self.dw = nn.Conv2d(cin, cin, k, stride, groups=cin, bias=False)
+        self.pad = nn.ReflectionPad2d(dilation * (k // 2))
+        self.dw = nn.Conv2d(cin, cin, k, stride, groups=cin, bias=False, dilation=dilation)
         self.pw = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x):
@@ -49,11 +51,11 @@ class Conv(nn.Module):
 
 
 class SepResBlock(nn.Module):
-    def __init__(self, c: int):
+    def __init__(self, c: int, dilation: int = 1):
         super().__init__()
-        self.conv1 = SepConv(c, c)
+        self.conv1 = SepConv(c, c, dilation=dilation)
         self.in1 = _norm(c)
-        self.conv2 = SepConv(c, c)
+        self.conv2 = SepConv(c, c, dilation=dilation)
         self.in2 = _norm(c)
 
     def forward(self, x):
@@ -137,7 +139,7 @@ class ShuffleOut(nn.Module):
 class FastNet(nn.Module):
     def __init__(self, channels=(16, 32, 64), n_res: int = 3, stem_kernel: int = 5, separable_up: bool = True,
                  out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle", skips: bool = False,
-                 up_blur: bool = False, out_shuffle: bool = False):
+                 up_blur: bool = False, out_shuffle: bool = False, dilations: Sequence[int] | None = None):
         super().__init__()
         if n_down not in (2, 3):
             raise ValueError(f"n_down must be 2 or 3, got {n_down}")
@@ -156,6 +158,10 @@ class FastNet(nn.Module):
         for key, on in (("skips", skips), ("up_blur", up_blur), ("out_shuffle", out_shuffle)):
             if on:
                 self.config[key] = True
+        if dilations is not None:
+            if len(dilations) != n_res or any(int(d) < 1 for d in dilations):
+                raise ValueError(f"dilations needs one whole number >= 1 per residual block ({n_res}), got {dilations}")
+            self.config["dilations"] = [int(d) for d in dilations]
         # Skips add the encoder's maps to the decoder's at the same size: without them a flat region decodes from
         # a constant coarse grid, and the style loss's texture there comes out as a lattice with the grid's period.
         self.skips = skips
@@ -167,7 +173,9 @@ class FastNet(nn.Module):
         # With two downsamplings the third conv keeps the 1/4 grid: more detail for the content to survive.
         self.down3 = Conv(c2, c3, 3, stride=2 if n_down == 3 else 1)
         self.in3 = _norm(c3)
-        self.res = nn.Sequential(*[SepResBlock(c3) for _ in range(n_res)])
+        # Dilated blocks widen what one output pixel sees at the trunk's scale, for structures as large as the
+        # painting's (VGG16's relu4_3 features, the layer the fast nets leave furthest from the painting).
+        self.res = nn.Sequential(*[SepResBlock(c3, d) for d in (dilations or [1] * n_res)])
         up = (lambda cin, cout: ShuffleUp(cin, cout, up_blur)) if up_mode == "shuffle" else \
             (lambda cin, cout: Up(cin, cout, separable_up))
         self.up1 = up(c3, c2)

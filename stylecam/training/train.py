@@ -91,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-scales", type=float, nargs="+", metavar="S",
                    help="sizes at which the style term compares output and painting, e.g. 1 0.5 (default 1)")
     p.add_argument("--image-size", type=int,
-                   help="random crop size, from photos scaled to crop_scale (default [1, 1.4]) times it (default 384: "
-                        "a smaller crop of the painting itself is far from the whole at relu4_3, see python -m "
+                   help="random crop size, from photos scaled to --crop-scale times it (default 384: a smaller crop "
+                        "of the painting itself is far from the whole at relu4_3, see python -m "
                         "stylecam.training.crops)")
+    p.add_argument("--crop-scale", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="photos' short side before cropping, as multiples of --image-size (default 1 1.4: a webcam "
+                        "frame's height at 384; with --image-size 192 use 2 2.8 to keep that scale)")
     p.add_argument("--style-size", type=int, help="style image short side; aspect ratio kept (default 384)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--steps", type=int)
@@ -188,6 +191,9 @@ def check_inputs(cfg: Dict[str, Any]) -> None:
         raise StylecamError(f"--steps must be at least 1, got {cfg['steps']}")
     if cfg["batch_size"] < 1:
         raise StylecamError(f"--batch-size must be at least 1, got {cfg['batch_size']}")
+    lo, hi = cfg["crop_scale"]
+    if not 1 <= lo <= hi:
+        raise StylecamError(f"--crop-scale needs 1 <= LO <= HI (a crop cannot be larger than the photo), got {lo} {hi}")
     si = Path(cfg["style_image"])
     if not si.is_file():
         raise StylecamError(f"style image {si} does not exist{_data_hint(si)}")
