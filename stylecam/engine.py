@@ -176,8 +176,14 @@ def pick_compute(device: torch.device, compute: Optional[str]) -> str:
     return compute
 
 
-def padded_size(h: int, w: int, multiple: int) -> tuple[int, int]:
-    up = lambda v: max(MIN_SIDE, -(-v // multiple) * multiple)  # noqa: E731
+def min_side(model) -> int:
+    """The smallest side ``model`` takes: MIN_SIDE, or more where its dilated pads reach further (FastNet)."""
+    return max(MIN_SIDE, getattr(model, "min_side", 0))
+
+
+def padded_size(h: int, w: int, multiple: int, least: int = MIN_SIDE) -> tuple[int, int]:
+    least = -(-least // multiple) * multiple
+    up = lambda v: max(least, -(-v // multiple) * multiple)  # noqa: E731
     return up(h), up(w)
 
 
@@ -185,7 +191,7 @@ def run_padded(model: nn.Module, x: torch.Tensor, multiple: Optional[int] = None
     """Run ``model`` on 1x3xHxW 0..255 of any size: reflection-pad to what the net needs, crop back."""
     multiple = multiple or getattr(model, "size_multiple", 4)
     h, w = x.shape[-2:]
-    ph, pw = padded_size(h, w, multiple)
+    ph, pw = padded_size(h, w, multiple, min_side(model))
     if (ph, pw) != (h, w):
         pad = [0, pw - w, 0, ph - h]
         # Reflection needs the pad to be smaller than the side; tiny frames replicate instead.
@@ -194,10 +200,10 @@ def run_padded(model: nn.Module, x: torch.Tensor, multiple: Optional[int] = None
     return model(x)[..., :h, :w]
 
 
-def pad_frame(frame: np.ndarray, multiple: int) -> np.ndarray:
+def pad_frame(frame: np.ndarray, multiple: int, least: int = MIN_SIDE) -> np.ndarray:
     """HxWxC uint8 -> reflection-padded (as ``run_padded``, i.e. torch's ``reflect``) to the net's multiple."""
     h, w = frame.shape[:2]
-    ph, pw = padded_size(h, w, multiple)
+    ph, pw = padded_size(h, w, multiple, least)
     if (ph, pw) == (h, w):
         return frame
     mode = cv2.BORDER_REFLECT_101 if (pw - w) < w and (ph - h) < h else cv2.BORDER_REPLICATE
@@ -256,6 +262,7 @@ class OpenVINONet:
         graph = depth_first_shuffles(onnx_bytes(copy.deepcopy(model).float().cpu()))
         self.model = self.core.read_model(graph, b"")
         self.multiple = getattr(model, "size_multiple", 4)
+        self.min_side = min_side(model)
         self._compiled: Dict[tuple, tuple] = {}  # (kind, threads, input shape) -> (compiled model, request pool)
         self._lock = threading.Lock()
         self.compile("u8")  # fail here, where the fallback to torch can still happen, not on the first frame
@@ -312,7 +319,7 @@ class OpenVINONet:
     def frame(self, src: np.ndarray) -> np.ndarray:
         """uint8 RGB HxWx3 -> stylized uint8 HxWx3."""
         h, w = src.shape[:2]
-        y = self.infer("u8", np.ascontiguousarray(pad_frame(src, self.multiple))[None])[0]
+        y = self.infer("u8", np.ascontiguousarray(pad_frame(src, self.multiple, self.min_side))[None])[0]
         return y if y.shape[:2] == (h, w) else np.ascontiguousarray(y[:h, :w])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

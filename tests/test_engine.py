@@ -14,7 +14,7 @@ from stylecam import engine, models
 from stylecam.engine import padded_size, preserve_colors, run_padded
 from stylecam.errors import StylecamError
 
-from conftest import SHUFFLE_OUT, tint_output
+from conftest import SHUFFLE_OUT, make_weights, tint_output
 
 
 def _frame(h, w, seed=0):
@@ -29,6 +29,17 @@ def test_any_size_comes_back_exactly(styles_env, style, shape):
     s = stylecam.load(style)
     out = s(_frame(*shape))
     assert out.shape == shape + (3,) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("backend", ["openvino", "torch"])
+def test_a_dilated_net_takes_frames_smaller_than_its_pads(tmp_path, backend):
+    """Dilation 4 pads 4 pixels on the 1/8 map: a 32 px frame (a 4 px map) is padded up to 40 first."""
+    s = stylecam.load(make_weights(tmp_path / "dil.safetensors", "fast", seed=4, **SHUFFLE_OUT, dilations=[1, 4]),
+                      backend=backend)
+    assert engine.min_side(s.model) == 40 and padded_size(17, 31, 8, 40) == (40, 40)
+    for shape in [(32, 32), (17, 31), (1, 1), (41, 60)]:
+        out = s(_frame(*shape))
+        assert out.shape == shape + (3,) and out.dtype == np.uint8
 
 
 def test_output_is_stylized_not_the_input(styles_env):
