@@ -176,8 +176,8 @@ class FastNet(nn.Module):
         # Dilated blocks widen what one output pixel sees at the trunk's scale, for structures as large as the
         # painting's (VGG16's relu4_3 features, the layer the fast nets leave furthest from the painting).
         self.res = nn.Sequential(*[SepResBlock(c3, d) for d in (dilations or [1] * n_res)])
-        # a pad of d on the 1/8 map needs more than d pixels there: frames below this side are padded up to it
-        self.min_side = 8 * (max(dilations or [1]) + 1)
+        # a pad of d on the trunk's map needs more than d pixels there: frames below this side are padded up to it
+        self.min_side = self.size_multiple * (max(dilations or [1]) + 1)
         up = (lambda cin, cout: ShuffleUp(cin, cout, up_blur)) if up_mode == "shuffle" else \
             (lambda cin, cout: Up(cin, cout, separable_up))
         self.up1 = up(c3, c2)
