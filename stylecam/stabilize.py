@@ -23,9 +23,12 @@ Two things decide how good that average is (measured on the bench clips, see doc
   runs a lighter DIS setting (``FLOW_METHOD``): a third of the flow time for ~2.5% more flicker, which is what
   let the stabilized 640x480 pipeline pass 30 fps.
 - Texture. Averaging stylizations whose strokes differ frame to frame, and resampling the carried frame every
-  frame, both wash the strokes out (the old blend kept 50-85% of the detail). The blend's band-pass energy is
-  therefore brought back up to the fresh stylization's, smoothed over ``DETAIL_WINDOW`` px: a gain that
-  follows the fresh frame cannot run away, and the strokes it amplifies are the stable, averaged ones.
+  frame, both wash the strokes out (the plain blend kept 50-85% of the detail). The blend's finest band (grey
+  minus a 3x3 Gaussian) is therefore brought back up to the fresh stylization's, matched in mean absolute
+  value over ``DETAIL_WINDOW`` px: a gain that follows the fresh frame cannot run away, and the strokes it
+  amplifies are the stable, averaged ones. The earlier match of a 5 px box band's energy (squared, so led by
+  the object edges the blend keeps) left the faint strokes between the edges lost: 56-82% kept on the 1280x720
+  street clip for six styles; 85-90% for every fast style now (docs/look.md, seventh session).
   (Stabilizing at the net's processing size and upsampling after was measured worse: 1.6-2.5x the input's
   flicker at scale 0.5 - a flow error there is twice as large against the strokes.)
 
@@ -56,9 +59,10 @@ OFFLINE_FLOW_METHOD = "dis_medium"
 PHOTO_LO = 6.0
 PHOTO_HI = 20.0
 FB_SLACK = 0.3  # consistency slack in flow-resolution px^2 (Ruder et al. use 0.5 px^2 at full size)
-DETAIL_BAND = 5  # box high-pass size (px): the stroke band the detail restoration matches
-DETAIL_WINDOW = 24  # px over which its energy is compared: smaller windows follow the boiling and flicker
+DETAIL_BAND = 3  # Gaussian kernel (px) whose high-pass is the stroke band the detail restoration matches
+DETAIL_WINDOW = 24  # px over which its mean |detail| is compared: smaller windows follow the boiling and flicker
 DETAIL_MAX_GAIN = 2.0
+DETAIL_FLOOR = 0.05  # grey levels added to both sides of the ratio, so a flat region stays flat
 
 
 def strength_or_default(value: Optional[float]) -> float:
@@ -76,7 +80,7 @@ class Prepared:
     cut: bool = False
     map: Optional[np.ndarray] = None  # HxWx2 absolute positions in the previous output; None: no usable pair
     weight: Optional[np.ndarray] = None  # HxW float32, 0..strength
-    energy: Optional[np.ndarray] = None  # the fresh stylization's stroke-band energy, on a 4x smaller grid
+    energy: Optional[np.ndarray] = None  # the fresh stylization's mean |stroke band|, on a 4x smaller grid
 
 
 class Stabilizer:
@@ -213,17 +217,16 @@ class Stabilizer:
         return cv2.blendLinear(b["warped"], p.stylized, p.weight, b["w1"])
 
     def _restore(self, blend: np.ndarray, p: Prepared) -> np.ndarray:
-        """Scale the blend's stroke band (blend minus its box blur) so its local energy matches the fresh
-        stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes."""
+        """Scale the blend's stroke band (blend minus its 3x3 Gaussian) so its local mean |detail| matches the
+        fresh stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes."""
         h, w = blend.shape[:2]
-        gain = np.sqrt((p.energy + 1.0) / (_energy(blend) + 1.0))
+        gain = (p.energy + DETAIL_FLOOR) / (_energy(blend) + DETAIL_FLOOR)
         np.clip(gain, 1.0, DETAIL_MAX_GAIN, out=gain)
         b = self._buf
         cv2.resize(gain, (w, h), dst=b["gain"], interpolation=cv2.INTER_LINEAR)
         np.subtract(np.float32(1.0), b["gain"], out=b["gain1"])
         # blend + (gain - 1) * (blend - blur(blend)), as one saturating weighted sum
-        band = (DETAIL_BAND, DETAIL_BAND)
-        return cv2.blendLinear(blend, cv2.blur(blend, band), b["gain"], b["gain1"])
+        return cv2.blendLinear(blend, _band_blur(blend), b["gain"], b["gain1"])
 
     def __call__(self, input_frame: np.ndarray, stylized_frame: np.ndarray) -> np.ndarray:
         """``prepare`` and ``apply`` in one, for a caller that goes frame by frame (it keeps the previous
@@ -236,14 +239,17 @@ class Stabilizer:
         return self.apply(p)
 
 
+def _band_blur(img: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(img, (DETAIL_BAND, DETAIL_BAND), 0)
+
+
 def _energy(img: np.ndarray) -> np.ndarray:
-    """Local energy of the stroke band (grey minus its ``DETAIL_BAND`` box blur), on a 4x smaller grid
-    smoothed over ``DETAIL_WINDOW`` px: the gain is smooth anyway, and the small grid keeps it cheap. In uint8
-    until the square (a tenth of the float version's time; the blur's rounding moves it ~3%)."""
+    """Local mean |stroke band| (grey minus its ``DETAIL_BAND`` Gaussian), on a 4x smaller grid smoothed over
+    ``DETAIL_WINDOW`` px: the gain is smooth anyway, and the small grid keeps it cheap. Averaged in float: the
+    band is a few grey levels, and rounding the 4x4 means would move it by a third."""
     h, w = img.shape[:2]
     g = fl.gray(img)
-    hp = cv2.absdiff(g, cv2.blur(g, (DETAIL_BAND, DETAIL_BAND)))
-    e = cv2.resize(cv2.multiply(hp, hp, dtype=cv2.CV_32F), (max(1, w // 4), max(1, h // 4)),
-                   interpolation=cv2.INTER_AREA)
+    hp = cv2.absdiff(g, _band_blur(g))
+    e = cv2.resize(hp.astype(np.float32), (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
     k = max(1, DETAIL_WINDOW // 4)
     return cv2.blur(e, (k, k))
