@@ -120,7 +120,6 @@ def test_live_flow_is_medium_lightened():
     assert Stabilizer().method == "dis_live"
 
 
-
 def test_detail_restoration_keeps_the_strokes_and_the_steadiness():
     """Fine strokes that boil (sigma 12 noise on every frame) over content moving a pixel a frame: the blend
     averages them away, the restoration brings their level back (the 5 px box energy match it replaced kept
@@ -135,4 +134,4 @@ def test_detail_restoration_keeps_the_strokes_and_the_steadiness():
         err[restore] = flicker.warping_error(frames, out)
     assert kept[False] < 0.6, kept  # the blend alone washes them out
     assert 0.85 <= kept[True] <= 1.1, kept  # brought back, not beyond the fresh frame's
-    assert err[True] < 0.5 * flicker.warping_error(frames, styl), err
+    assert err[True] < 0.2 * flicker.warping_error(frames, styl), err  # measured 0.07x
