@@ -75,7 +75,8 @@ def test_dilated_blocks_widen_the_reach_and_survive_a_save(tmp_path):
     x = torch.rand(1, 3, 96, 128) * 255
     with torch.no_grad():
         assert torch.allclose(loaded(x), dilated(x), atol=1e-3)
-    with pytest.raises(ValueError, match="dilations"):
-        FastNet(**SHUFFLE_OUT, dilations=[1, 2, 4])
+    for bad in ([1, 2, 4], [1.5, 2], [0, 2]):
+        with pytest.raises(ValueError, match="dilations"):
+            FastNet(**SHUFFLE_OUT, dilations=bad)
     # a 3x3 conv at 1/8 scale dilated by d reaches (d - 1) x 8 px further: two convs per block, (1 + 3) x 8 x 2
     assert _reach(dilated) - _reach(plain) == 64

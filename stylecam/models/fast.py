@@ -159,9 +159,10 @@ class FastNet(nn.Module):
             if on:
                 self.config[key] = True
         if dilations is not None:
-            if len(dilations) != n_res or any(int(d) < 1 for d in dilations):
+            if len(dilations) != n_res or any(d != int(d) or d < 1 for d in dilations):
                 raise ValueError(f"dilations needs one whole number >= 1 per residual block ({n_res}), got {dilations}")
             self.config["dilations"] = [int(d) for d in dilations]
+        dilated = self.config.get("dilations", [1] * n_res)
         # Skips add the encoder's maps to the decoder's at the same size: without them a flat region decodes from
         # a constant coarse grid, and the style loss's texture there comes out as a lattice with the grid's period.
         self.skips = skips
@@ -175,9 +176,9 @@ class FastNet(nn.Module):
         self.in3 = _norm(c3)
         # Dilated blocks widen what one output pixel sees at the trunk's scale, for structures as large as the
         # painting's (VGG16's relu4_3 features, the layer the fast nets leave furthest from the painting).
-        self.res = nn.Sequential(*[SepResBlock(c3, d) for d in (dilations or [1] * n_res)])
+        self.res = nn.Sequential(*[SepResBlock(c3, d) for d in dilated])
         # a pad of d on the trunk's map needs more than d pixels there: frames below this side are padded up to it
-        self.min_side = self.size_multiple * (max(dilations or [1]) + 1)
+        self.min_side = self.size_multiple * (max(dilated, default=1) + 1)
         up = (lambda cin, cout: ShuffleUp(cin, cout, up_blur)) if up_mode == "shuffle" else \
             (lambda cin, cout: Up(cin, cout, separable_up))
         self.up1 = up(c3, c2)
