@@ -365,3 +365,15 @@ def test_every_shipped_style_is_reproduced_by_its_recipe():
                 assert recorded == pytest.approx(value), (path.name, key, recorded, value)
             else:
                 assert recorded == value, (path.name, key, recorded, value)
+
+
+def test_train_defaults_are_the_shipped_gogh_recipe():
+    """README promises that a bare `stylecam train --style-image P --dataset D` runs gogh's recipe."""
+    from stylecam.training import train as trainer
+
+    root = Path(__file__).resolve().parents[1]
+    bare = trainer.resolve_config(["--style-image", "p.jpg", "--dataset", "d"])
+    gogh = trainer.resolve_config(["--recipe", str(root / "training" / "recipes" / "gogh.toml")])
+    where = {"style_image", "dataset", "out", "name", "display_name", "run_dir", "workers"}
+    differ = {k: (bare[k], gogh[k]) for k in set(trainer.DEFAULTS) - where if bare[k] != gogh[k]}
+    assert not differ

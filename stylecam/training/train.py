@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (recipes, docs, ../
 
 # The look recipe (docs/look.md, training/recipes/*.toml): what `stylecam train` does unless told otherwise.
 LOOK_FAST_CONFIG: Dict[str, Any] = {"channels": [32, 64, 128], "n_res": 6, "n_down": 3, "up_mode": "shuffle",
-                                    "skips": True, "up_blur": True, "out_shuffle": True}
+                                    "skips": True, "up_blur": True, "out_shuffle": True,
+                                    "dilations": [1, 2, 4, 1, 2, 4]}
 
 DEFAULTS: Dict[str, Any] = {
     "style_image": None, "dataset": None, "out": None, "name": None, "display_name": None,
