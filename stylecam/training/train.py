@@ -166,7 +166,7 @@ def resolve_config(argv=None) -> Dict[str, Any]:
     cfg["name"] = cfg["name"] or out.stem
     cfg["run_dir"] = cfg["run_dir"] or str(Path("runs") / cfg["name"])
     if cfg["arch_config"] is None:
-        cfg["arch_config"] = dict(LOOK_FAST_CONFIG) if cfg["arch"] == "fast" else {}
+        cfg["arch_config"] = copy.deepcopy(LOOK_FAST_CONFIG) if cfg["arch"] == "fast" else {}
     if cfg["content_layer"] is None and cfg["loss_net"] == "vgg16":
         cfg["content_layer"] = "relu3_3"
     return cfg
