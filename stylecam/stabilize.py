@@ -7,7 +7,7 @@ photometrically right (the previous input, warped, matches the current input - w
 person would leave a ghost, so the fresh stylization is used there). The blend is recursive, so the output is
 an exponential moving average along motion trajectories. A scene cut resets the state.
 
-Only the blend needs the previous output: the flow, the weights and the fresh frame's detail energy need just
+Only the blend needs the previous output: the flow, the weights and the fresh frame's stroke level need just
 the two inputs, so the pipeline's workers compute them in parallel (``prepare``) and the in-order stage only
 warps and blends (``apply``).
 
@@ -74,13 +74,13 @@ def strength_or_default(value: Optional[float]) -> float:
 @dataclass
 class Prepared:
     """One frame's stabilizer work that needs no earlier *output* (``Stabilizer.prepare``), so it can run in
-    the parallel stage: the flow, the blend weight, the sampling map and the fresh frame's detail energy."""
+    the parallel stage: the flow, the blend weight, the sampling map and the fresh frame's stroke level."""
 
     stylized: np.ndarray
     cut: bool = False
     map: Optional[np.ndarray] = None  # HxWx2 absolute positions in the previous output; None: no usable pair
     weight: Optional[np.ndarray] = None  # HxW float32, 0..strength
-    energy: Optional[np.ndarray] = None  # the fresh stylization's mean |stroke band|, on a 4x smaller grid
+    stroke_level: Optional[np.ndarray] = None  # the fresh stylization's mean |stroke band|, on a 4x smaller grid
 
 
 class Stabilizer:
@@ -180,7 +180,7 @@ class Stabilizer:
         cv2.add(p.map, fl.grid(h, w), dst=p.map)
         p.weight = cv2.resize(self.weight(prev_small, small, back), (w, h), interpolation=cv2.INTER_LINEAR)
         if self.restore_detail:
-            p.energy = _energy(p.stylized)
+            p.stroke_level = _stroke_level(p.stylized)
         return p
 
     def apply(self, p: Prepared) -> np.ndarray:
@@ -195,7 +195,7 @@ class Stabilizer:
             out = p.stylized
         else:
             out = self._blend(prev_out, p)
-            if p.energy is not None:
+            if p.stroke_level is not None:
                 out = self._restore(out, p)
         self._prev_out = out
         return out
@@ -220,7 +220,7 @@ class Stabilizer:
         """Scale the blend's stroke band (blend minus its 3x3 Gaussian) so its local mean |detail| matches the
         fresh stylization's. Where the blend is the fresh frame the gain is 1, so only carried texture changes."""
         h, w = blend.shape[:2]
-        gain = (p.energy + DETAIL_FLOOR) / (_energy(blend) + DETAIL_FLOOR)
+        gain = (p.stroke_level + DETAIL_FLOOR) / (_stroke_level(blend) + DETAIL_FLOOR)
         np.clip(gain, 1.0, DETAIL_MAX_GAIN, out=gain)
         b = self._buf
         cv2.resize(gain, (w, h), dst=b["gain"], interpolation=cv2.INTER_LINEAR)
@@ -243,7 +243,7 @@ def _band_blur(img: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(img, (DETAIL_BAND, DETAIL_BAND), 0)
 
 
-def _energy(img: np.ndarray) -> np.ndarray:
+def _stroke_level(img: np.ndarray) -> np.ndarray:
     """Local mean |stroke band| (grey minus its ``DETAIL_BAND`` Gaussian), on a 4x smaller grid smoothed over
     ``DETAIL_WINDOW`` px: the gain is smooth anyway, and the small grid keeps it cheap. Averaged in float: the
     band is a few grey levels, and rounding the 4x4 means would move it by a third."""
