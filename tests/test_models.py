@@ -80,3 +80,20 @@ def test_dilated_blocks_widen_the_reach_and_survive_a_save(tmp_path):
             FastNet(**SHUFFLE_OUT, dilations=bad)
     # a 3x3 conv at 1/8 scale dilated by d reaches (d - 1) x 8 px further: two convs per block, (1 + 3) x 8 x 2
     assert _reach(dilated) - _reach(plain) == 64
+
+
+def test_every_shipped_fast_style_decodes_a_flat_frame_flat():
+    """The hatch goal's construction: a shipped style's flat sky or wall cannot come out as the shuffles' lattice."""
+    from pathlib import Path
+
+    from stylecam import weights as weights_io
+
+    fast = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "weights").glob("*.safetensors")):
+        model, info = weights_io.load(path)
+        if isinstance(model, FastNet):
+            fast[path.stem] = model.float().eval()
+    assert len(fast) >= 12
+    for name, net in fast.items():
+        assert net.config.get("up_blur"), f"{name}: shuffles without the blur"
+        assert _interior_std(net) < 1e-3, name
