@@ -84,13 +84,11 @@ def test_dilated_blocks_widen_the_reach_and_survive_a_save(tmp_path):
 
 def test_every_shipped_fast_style_decodes_a_flat_frame_flat():
     """The hatch goal's construction: a shipped style's flat sky or wall cannot come out as the shuffles' lattice."""
-    from pathlib import Path
-
     from stylecam import weights as weights_io
 
     fast = {}
-    for path in sorted((Path(__file__).resolve().parents[1] / "weights").glob("*.safetensors")):
-        model, info = weights_io.load(path)
+    for path in sorted(weights_io.shipped_styles_dir().glob("*.safetensors")):
+        model, _ = weights_io.load(path)
         if isinstance(model, FastNet):
             fast[path.stem] = model.float().eval()
     assert len(fast) >= 12
