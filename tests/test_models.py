@@ -82,6 +82,42 @@ def test_dilated_blocks_widen_the_reach_and_survive_a_save(tmp_path):
     assert _reach(dilated) - _reach(plain) == 64
 
 
+def test_a_skip_list_keeps_only_those_skips_and_survives_a_save(tmp_path):
+    from stylecam import weights as weights_io
+
+    def decoder_inputs(net: FastNet, x: torch.Tensor) -> dict:
+        seen = {}
+        hooks = [getattr(net, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n + " out", o))
+                 for n in ("up1", "up2")]
+        hooks += [getattr(net, n).register_forward_pre_hook(lambda m, i, n=n: seen.__setitem__(n + " in", i[0]))
+                  for n in ("up2", "out")]
+        with torch.no_grad():
+            net(x)
+        for h in hooks:
+            h.remove()
+        return seen
+
+    x = torch.rand(1, 3, 64, 96) * 255
+    torch.manual_seed(0)
+    both = FastNet(**SHUFFLE_OUT).eval()
+    for skips, skip4, skip2 in (([4], True, False), ([2], False, True), (True, True, True), (False, False, False)):
+        net = FastNet(**{**SHUFFLE_OUT, "skips": skips}).eval()
+        net.load_state_dict(both.state_dict())
+        seen = decoder_inputs(net, x)
+        # the 1/4 skip is added before up2, the 1/2 skip before the output stage
+        assert torch.equal(seen["up2 in"], seen["up1 out"]) is not skip4
+        assert torch.equal(seen["out in"], seen["up2 out"]) is not skip2
+    half = FastNet(**{**SHUFFLE_OUT, "skips": [2]}).eval()
+    assert half.config["skips"] == [2] and both.config["skips"] is True
+    info = weights_io.StyleInfo(name="half", arch="fast")
+    loaded, _ = weights_io.load(weights_io.save(tmp_path / "half.safetensors", half, info))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), half(x), atol=1e-3)
+    for bad in ([], [3], [1, 2]):
+        with pytest.raises(ValueError, match="skips"):
+            FastNet(**{**SHUFFLE_OUT, "skips": bad})
+
+
 def test_every_shipped_fast_style_decodes_a_flat_frame_flat():
     """The hatch goal's construction: a shipped style's flat sky or wall cannot come out as the shuffles' lattice."""
     from stylecam import weights as weights_io

@@ -138,7 +138,8 @@ class ShuffleOut(nn.Module):
 @register("fast")
 class FastNet(nn.Module):
     def __init__(self, channels=(16, 32, 64), n_res: int = 3, stem_kernel: int = 5, separable_up: bool = True,
-                 out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle", skips: bool = False,
+                 out_kernel: int = 3, n_down: int = 2, up_mode: str = "shuffle",
+                 skips: bool | Sequence[int] = False,
                  up_blur: bool = False, out_shuffle: bool = False, dilations: Sequence[int] | None = None):
         super().__init__()
         if n_down not in (2, 3):
@@ -158,6 +159,12 @@ class FastNet(nn.Module):
         for key, on in (("skips", skips), ("up_blur", up_blur), ("out_shuffle", out_shuffle)):
             if on:
                 self.config[key] = True
+        # skips = [2] or [4]: only the skip from the encoder's 1/2 or 1/4 map (pilots gogh_s2, gogh_s4, docs/look.md)
+        if isinstance(skips, (list, tuple)):
+            if not skips or any(k not in (2, 4) for k in skips):
+                raise ValueError(f"skips takes true, false or a list of the scales 2 and 4, got {skips}")
+            self.config["skips"] = sorted({int(k) for k in skips})
+        scales = self.config["skips"] if isinstance(skips, (list, tuple)) else ([2, 4] if skips else [])
         if dilations is not None:
             if len(dilations) != n_res or any(d != int(d) or d < 1 for d in dilations):
                 raise ValueError(f"dilations needs one whole number >= 1 per residual block ({n_res}), got {dilations}")
@@ -165,7 +172,7 @@ class FastNet(nn.Module):
         dilated = self.config.get("dilations", [1] * n_res)
         # Skips add the encoder's maps to the decoder's at the same size: without them a flat region decodes from
         # a constant coarse grid, and the style loss's texture there comes out as a lattice with the grid's period.
-        self.skips = skips
+        self.skip2, self.skip4 = 2 in scales, 4 in scales
         self.size_multiple = 2 ** n_down
         self.down1 = Conv(3, c1, stem_kernel, stride=2)
         self.in1 = _norm(c1)
@@ -190,11 +197,13 @@ class FastNet(nn.Module):
         s1 = F.relu(self.in1(self.down1(x)))
         s2 = F.relu(self.in2(self.down2(s1)))
         y = self.res(F.relu(self.in3(self.down3(s2))))
-        if self.skips:
-            y = self.up3(self.up2(self.up1(y) + s2) + s1)
-        else:
-            y = self.up3(self.up2(self.up1(y)))
-        return self.out(y)
+        y = self.up1(y)
+        if self.skip4:
+            y = y + s2
+        y = self.up2(y)
+        if self.skip2:
+            y = y + s1
+        return self.out(self.up3(y))
 
     def output_layer(self) -> nn.Conv2d:
         return self.out.conv.conv if isinstance(self.out, ShuffleOut) else self.out.conv
