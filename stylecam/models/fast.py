@@ -159,12 +159,12 @@ class FastNet(nn.Module):
         for key, on in (("skips", skips), ("up_blur", up_blur), ("out_shuffle", out_shuffle)):
             if on:
                 self.config[key] = True
+        scales = [2, 4] if skips else []
         # skips = [2] or [4]: only the skip from the encoder's 1/2 or 1/4 map (pilots gogh_s2, gogh_s4, docs/look.md)
         if isinstance(skips, (list, tuple)):
             if not skips or any(k not in (2, 4) for k in skips):
                 raise ValueError(f"skips takes true, false or a list of the scales 2 and 4, got {skips}")
-            self.config["skips"] = sorted({int(k) for k in skips})
-        scales = self.config["skips"] if isinstance(skips, (list, tuple)) else ([2, 4] if skips else [])
+            scales = self.config["skips"] = sorted({int(k) for k in skips})
         if dilations is not None:
             if len(dilations) != n_res or any(d != int(d) or d < 1 for d in dilations):
                 raise ValueError(f"dilations needs one whole number >= 1 per residual block ({n_res}), got {dilations}")
